@@ -26,7 +26,7 @@ from backbeat.common.v1 import common_pb2 as backbeat_dot_common_dot_v1_dot_comm
 from google.protobuf import timestamp_pb2 as google_dot_protobuf_dot_timestamp__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'backbeat/stream/v1/stream_service.proto\x12\x12\x62\x61\x63kbeat.stream.v1\x1a\x1f\x62\x61\x63kbeat/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x01\n\x14\x41uthorizePlayRequest\x12-\n\x04user\x18\x01 \x01(\x0b\x32\x1f.backbeat.common.v1.UserContext\x12\x10\n\x08track_id\x18\x02 \x01(\t\x12,\n\x07quality\x18\x03 \x01(\x0e\x32\x1b.backbeat.common.v1.Quality\x12\x17\n\x0fslow_connection\x18\x04 \x01(\x08\"\xc0\x02\n\x15\x41uthorizePlayResponse\x12\x13\n\x0bplayback_id\x18\x01 \x01(\t\x12(\n\x05track\x18\x02 \x01(\x0b\x32\x19.backbeat.common.v1.Track\x12\x30\n\trendition\x18\x03 \x01(\x0b\x32\x1d.backbeat.common.v1.Rendition\x12\x14\n\x0cstream_grant\x18\x04 \x01(\t\x12\x34\n\x10grant_expires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x65\x64ge_address\x18\x06 \x01(\t\x12\x32\n\x0frecommendations\x18\x07 \x03(\x0b\x32\x19.backbeat.common.v1.Track\x12 \n\x18recommendations_fallback\x18\x08 \x01(\x08\":\n\x14ReadRenditionRequest\x12\x12\n\nobject_key\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\"I\n\x15ReadRenditionResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\x32\xdd\x01\n\rStreamService\x12\x64\n\rAuthorizePlay\x12(.backbeat.stream.v1.AuthorizePlayRequest\x1a).backbeat.stream.v1.AuthorizePlayResponse\x12\x66\n\rReadRendition\x12(.backbeat.stream.v1.ReadRenditionRequest\x1a).backbeat.stream.v1.ReadRenditionResponse0\x01\x62\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\'backbeat/stream/v1/stream_service.proto\x12\x12\x62\x61\x63kbeat.stream.v1\x1a\x1f\x62\x61\x63kbeat/common/v1/common.proto\x1a\x1fgoogle/protobuf/timestamp.proto\"\x9e\x01\n\x14\x41uthorizePlayRequest\x12-\n\x04user\x18\x01 \x01(\x0b\x32\x1f.backbeat.common.v1.UserContext\x12\x10\n\x08track_id\x18\x02 \x01(\t\x12,\n\x07quality\x18\x03 \x01(\x0e\x32\x1b.backbeat.common.v1.Quality\x12\x17\n\x0fslow_connection\x18\x04 \x01(\x08\"\xc0\x02\n\x15\x41uthorizePlayResponse\x12\x13\n\x0bplayback_id\x18\x01 \x01(\t\x12(\n\x05track\x18\x02 \x01(\x0b\x32\x19.backbeat.common.v1.Track\x12\x30\n\trendition\x18\x03 \x01(\x0b\x32\x1d.backbeat.common.v1.Rendition\x12\x14\n\x0cstream_grant\x18\x04 \x01(\t\x12\x34\n\x10grant_expires_at\x18\x05 \x01(\x0b\x32\x1a.google.protobuf.Timestamp\x12\x14\n\x0c\x65\x64ge_address\x18\x06 \x01(\t\x12\x32\n\x0frecommendations\x18\x07 \x03(\x0b\x32\x19.backbeat.common.v1.Track\x12 \n\x18recommendations_fallback\x18\x08 \x01(\x08\"N\n\x14ReadRenditionRequest\x12\x12\n\nobject_key\x18\x01 \x01(\t\x12\x0e\n\x06offset\x18\x02 \x01(\x03\x12\x12\n\nchunk_size\x18\x03 \x01(\x05\"I\n\x15ReadRenditionResponse\x12\x0e\n\x06offset\x18\x01 \x01(\x03\x12\x0c\n\x04\x64\x61ta\x18\x02 \x01(\x0c\x12\x12\n\ntotal_size\x18\x03 \x01(\x03\x32\xdd\x01\n\rStreamService\x12\x64\n\rAuthorizePlay\x12(.backbeat.stream.v1.AuthorizePlayRequest\x1a).backbeat.stream.v1.AuthorizePlayResponse\x12\x66\n\rReadRendition\x12(.backbeat.stream.v1.ReadRenditionRequest\x1a).backbeat.stream.v1.ReadRenditionResponse0\x01\x62\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -38,9 +38,9 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_AUTHORIZEPLAYRESPONSE']._serialized_start=291
   _globals['_AUTHORIZEPLAYRESPONSE']._serialized_end=611
   _globals['_READRENDITIONREQUEST']._serialized_start=613
-  _globals['_READRENDITIONREQUEST']._serialized_end=671
-  _globals['_READRENDITIONRESPONSE']._serialized_start=673
-  _globals['_READRENDITIONRESPONSE']._serialized_end=746
-  _globals['_STREAMSERVICE']._serialized_start=749
-  _globals['_STREAMSERVICE']._serialized_end=970
+  _globals['_READRENDITIONREQUEST']._serialized_end=691
+  _globals['_READRENDITIONRESPONSE']._serialized_start=693
+  _globals['_READRENDITIONRESPONSE']._serialized_end=766
+  _globals['_STREAMSERVICE']._serialized_start=769
+  _globals['_STREAMSERVICE']._serialized_end=990
 # @@protoc_insertion_point(module_scope)

@@ -124,19 +124,23 @@ class ReadRenditionRequest(_message.Message):
 
     OBJECT_KEY_FIELD_NUMBER: _builtins.int
     OFFSET_FIELD_NUMBER: _builtins.int
+    CHUNK_SIZE_FIELD_NUMBER: _builtins.int
     object_key: _builtins.str
     """Object key of the rendition, as in Rendition.object_key."""
     offset: _builtins.int
     """Byte offset to start at; 0 for the beginning."""
+    chunk_size: _builtins.int
+    """Bytes per chunk, up to 1 MiB; 0 means 64 KiB."""
     def __init__(
         self,
         *,
         object_key: _builtins.str = ...,
         offset: _builtins.int = ...,
+        chunk_size: _builtins.int = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["object_key", b"object_key", "offset", b"offset"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["chunk_size", b"chunk_size", "object_key", b"object_key", "offset", b"offset"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

@@ -1,0 +1,77 @@
+"""Circuit breakers per caller and target, built on pybreaker.
+
+Only signs of downstream ill health count as failures: UNAVAILABLE,
+DEADLINE_EXCEEDED, RESOURCE_EXHAUSTED, INTERNAL and UNKNOWN. Client errors
+such as INVALID_ARGUMENT or NOT_FOUND never open a breaker. An open breaker
+rejects calls at once until its reset timeout passes.
+"""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+import pybreaker
+
+logger = logging.getLogger(__name__)
+
+COUNTED_CODES = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+    }
+)
+
+
+def counts_as_failure(error: BaseException) -> bool:
+    """Return True when `error` signals downstream ill health: a counted status or a timeout."""
+    if isinstance(error, TimeoutError):
+        return True
+    return isinstance(error, grpc.aio.AioRpcError) and error.code() in COUNTED_CODES
+
+
+def _not_counted(error: BaseException) -> bool:
+    return not counts_as_failure(error)
+
+
+class _StateLogger(pybreaker.CircuitBreakerListener):  # type: ignore[misc]
+    def state_change(
+        self,
+        breaker: pybreaker.CircuitBreaker,
+        old_state: pybreaker.CircuitBreakerState | None,
+        new_state: pybreaker.CircuitBreakerState,
+    ) -> None:
+        previous = old_state.name if old_state else "none"
+        logger.warning("circuit breaker %s changed from %s to %s", breaker.name, previous, new_state.name)
+
+
+class BreakerRegistry:
+    """One pybreaker.CircuitBreaker per (caller, target), created on first use."""
+
+    def __init__(self, fail_max: int, reset_timeout_s: float) -> None:
+        self._fail_max = fail_max
+        self._reset_timeout_s = reset_timeout_s
+        self._breakers: dict[tuple[str, str], pybreaker.CircuitBreaker] = {}
+
+    def get(self, caller: str, target: str) -> pybreaker.CircuitBreaker:
+        """Return the breaker guarding calls from `caller` to `target`."""
+        key = (caller, target)
+        breaker = self._breakers.get(key)
+        if breaker is None:
+            breaker = pybreaker.CircuitBreaker(
+                fail_max=self._fail_max,
+                reset_timeout=self._reset_timeout_s,
+                exclude=[_not_counted],
+                listeners=[_StateLogger()],
+                name=f"{caller}->{target}",
+                throw_new_error_on_trip=False,
+            )
+            self._breakers[key] = breaker
+        return breaker
+
+    def states(self) -> dict[str, str]:
+        """Return the current state of every breaker by name."""
+        return {breaker.name: breaker.current_state for breaker in self._breakers.values()}

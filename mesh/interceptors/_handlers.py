@@ -1,0 +1,39 @@
+"""Rebuilding gRPC method handlers around wrapped behaviours."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+
+UnaryBehaviour = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
+StreamBehaviour = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
+
+INFRASTRUCTURE_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+
+
+def is_infrastructure(method: str) -> bool:
+    """Return True for health and reflection methods, which are not traced."""
+    return method.startswith(INFRASTRUCTURE_PREFIXES)
+
+
+def wrap_handler(
+    handler: grpc.RpcMethodHandler,
+    wrap_unary: Callable[[UnaryBehaviour], UnaryBehaviour],
+    wrap_stream: Callable[[StreamBehaviour], StreamBehaviour],
+) -> grpc.RpcMethodHandler:
+    """Return a copy of `handler` whose unary-unary or unary-stream behaviour is wrapped."""
+    if handler.unary_unary is not None:
+        return grpc.unary_unary_rpc_method_handler(
+            wrap_unary(handler.unary_unary),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    if handler.unary_stream is not None:
+        return grpc.unary_stream_rpc_method_handler(
+            wrap_stream(handler.unary_stream),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+    return handler

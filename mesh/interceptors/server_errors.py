@@ -1,0 +1,91 @@
+"""Maps domain errors to gRPC status codes with google.rpc details.
+
+BackbeatError subclasses become their status code, message and details.
+Any other exception becomes INTERNAL with a generic message, while the
+traceback is logged and the server keeps serving.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator, Awaitable, Callable
+from typing import Any
+
+import grpc
+from grpc_status import rpc_status
+
+from mesh.errors import BackbeatError, DeadlineExceeded, DownstreamError, to_rpc_status
+from mesh.interceptors._handlers import StreamBehaviour, UnaryBehaviour, wrap_handler
+
+logger = logging.getLogger(__name__)
+
+EXPECTED_CODES = frozenset(
+    {
+        grpc.StatusCode.INVALID_ARGUMENT,
+        grpc.StatusCode.NOT_FOUND,
+        grpc.StatusCode.PERMISSION_DENIED,
+        grpc.StatusCode.UNAUTHENTICATED,
+        grpc.StatusCode.OUT_OF_RANGE,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+    }
+)
+
+
+async def _abort(context: grpc.aio.ServicerContext[Any, Any], method: str, error: BackbeatError) -> None:
+    status = rpc_status.to_status(to_rpc_status(error))
+    if status.code in EXPECTED_CODES:
+        logger.info("%s failed with %s: %s", method, status.code.name, status.details)
+    elif isinstance(error, DownstreamError | DeadlineExceeded):
+        logger.warning("%s failed with %s: %s", method, status.code.name, status.details)
+    else:
+        logger.error("%s failed with %s: %s", method, status.code.name, status.details)
+    await context.abort(status.code, status.details, status.trailing_metadata)
+
+
+async def _internal(context: grpc.aio.ServicerContext[Any, Any], method: str) -> None:
+    logger.exception("%s raised an unexpected error; returning INTERNAL", method)
+    await context.abort(grpc.StatusCode.INTERNAL, "internal error")
+
+
+class ServerErrorInterceptor(grpc.aio.ServerInterceptor):
+    """Turns exceptions raised by handlers into gRPC statuses."""
+
+    async def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        if handler is None:
+            return handler
+
+        def wrap_unary(behaviour: UnaryBehaviour) -> UnaryBehaviour:
+            async def mapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                try:
+                    return await behaviour(request, context)
+                except BackbeatError as error:
+                    await _abort(context, method, error)
+                except (asyncio.CancelledError, grpc.aio.AbortError):
+                    raise
+                except Exception:
+                    await _internal(context, method)
+
+            return mapped
+
+        def wrap_stream(behaviour: StreamBehaviour) -> StreamBehaviour:
+            async def mapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+                try:
+                    async for message in behaviour(request, context):
+                        yield message
+                except BackbeatError as error:
+                    await _abort(context, method, error)
+                except (asyncio.CancelledError, grpc.aio.AbortError):
+                    raise
+                except Exception:
+                    await _internal(context, method)
+
+            return mapped
+
+        return wrap_handler(handler, wrap_unary, wrap_stream)

@@ -1,0 +1,43 @@
+"""Bearer-token authentication of gateway calls through the user service."""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+
+from backbeat.common.v1 import common_pb2
+from backbeat.user.v1 import user_service_pb2 as user_pb
+from backbeat.user.v1 import user_service_pb2_grpc as user_grpc
+from mesh.client import Downstream
+from mesh.errors import Unauthenticated
+from mesh.ratelimit import UserRateLimiter
+from mesh.tracing import annotate
+
+
+def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
+    """Return the token of the "authorization: Bearer <token>" metadata entry."""
+    for key, value in metadata or ():
+        if key == "authorization" and isinstance(value, str):
+            scheme, _, token = value.partition(" ")
+            if scheme.lower() != "bearer" or not token.strip():
+                raise Unauthenticated("malformed authorization metadata: expected 'Bearer <access token>'")
+            return token.strip()
+    raise Unauthenticated("missing authorization metadata: expected 'Bearer <access token>'")
+
+
+class Authenticator:
+    """Validates sessions and applies the per-user rate limit."""
+
+    def __init__(self, users: Downstream[user_grpc.UserServiceStub], limiter: UserRateLimiter) -> None:
+        self._users = users
+        self._limiter = limiter
+
+    async def user(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> common_pb2.UserContext:
+        """Return the caller's user context, raising Unauthenticated or ResourceExhausted."""
+        token = bearer_token(metadata)
+        response = await self._users.unary(
+            self._users.stub.ValidateSession, user_pb.ValidateSessionRequest(access_token=token)
+        )
+        user = response.user
+        annotate(user_id=user.user_id, user_tier=common_pb2.Tier.Name(user.tier), market=user.market)
+        await self._limiter.check(user.user_id)
+        return user
