@@ -37,7 +37,7 @@ def _not_counted(error: BaseException) -> bool:
     return not counts_as_failure(error)
 
 
-class _StateLogger(pybreaker.CircuitBreakerListener):  # type: ignore[misc]
+class _StateLogger(pybreaker.CircuitBreakerListener):
     def state_change(
         self,
         breaker: pybreaker.CircuitBreaker,
@@ -74,4 +74,4 @@ class BreakerRegistry:
 
     def states(self) -> dict[str, str]:
         """Return the current state of every breaker by name."""
-        return {breaker.name: breaker.current_state for breaker in self._breakers.values()}
+        return {str(breaker.name): breaker.current_state for breaker in self._breakers.values()}

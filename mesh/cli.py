@@ -6,12 +6,12 @@ import asyncio
 import contextlib
 import re
 import signal
-import sys
 from pathlib import Path
 from typing import Annotated
 
 import grpc
 import typer
+from backbeat.common.v1 import common_pb2
 
 from mesh.config import MeshSettings, SettingsError, load_settings
 from mesh.launcher import TOPOLOGY, LaunchError, Mesh
@@ -19,7 +19,12 @@ from mesh.launcher import TOPOLOGY, LaunchError, Mesh
 app = typer.Typer(help="Backbeat: a gRPC service mesh for music streaming.", no_args_is_help=True)
 
 TRACK_ID = re.compile(r"[0-9A-Za-z]{22}")
-QUALITIES = {"auto": 0, "low": 1, "normal": 2, "high": 3}
+QUALITIES = {
+    "auto": common_pb2.QUALITY_UNSPECIFIED,
+    "low": common_pb2.QUALITY_LOW,
+    "normal": common_pb2.QUALITY_NORMAL,
+    "high": common_pb2.QUALITY_HIGH,
+}
 
 
 def _settings() -> MeshSettings:
@@ -122,7 +127,11 @@ async def _play(
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("wb") as sink:
             result = await client.play_and_stream(
-                track_id, sink, quality=common_quality(quality), slow_connection=slow, play_timeout_s=timeout_s
+                track_id,
+                sink,
+                quality=common_quality(quality),
+                slow_connection=slow,
+                play_timeout_s=timeout_s,
             )
     except grpc.aio.AioRpcError as error:
         typer.echo(f"play failed: {error.code().name}: {error.details()}", err=True)
@@ -147,7 +156,7 @@ async def _play(
     return 0
 
 
-def common_quality(name: str) -> int:
+def common_quality(name: str) -> common_pb2.Quality.ValueType:
     """Return the Quality enum value for a quality name."""
     try:
         return QUALITIES[name]
@@ -158,7 +167,9 @@ def common_quality(name: str) -> int:
 
 @app.command()
 def play(
-    query: Annotated[str, typer.Argument(help="A catalog track id, or text to search titles and artists for.")],
+    query: Annotated[
+        str, typer.Argument(help="A catalog track id, or text to search titles and artists for.")
+    ],
     gateway: Annotated[str, typer.Option(help="Gateway address, host:port.")] = "127.0.0.1:50051",
     email: Annotated[str, typer.Option(help="Account email.")] = "premium-us@backbeat.test",
     password: Annotated[str, typer.Option(help="Account password.")] = "listen-premium-us",
@@ -178,4 +189,4 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    main()

@@ -19,6 +19,7 @@ import grpc
 import pybreaker
 from google.protobuf import descriptor as proto_descriptor
 from opentelemetry import trace
+from opentelemetry.util.types import AttributeValue
 
 from mesh import deadlines
 from mesh.breakers import BreakerRegistry
@@ -72,7 +73,9 @@ class Downstream(Generic[StubT]):
         span.set_attribute("rpc.grpc.status_code", grpc.StatusCode.UNAVAILABLE.value[0])
         span.set_status(trace.StatusCode.ERROR, "circuit breaker open")
         logger.info("call to %s rejected: circuit breaker %s is open", self.target, self.breaker.name)
-        return DownstreamError(self.target, grpc.StatusCode.UNAVAILABLE, f"circuit breaker {self.breaker.name} is open")
+        return DownstreamError(
+            self.target, grpc.StatusCode.UNAVAILABLE, f"circuit breaker {self.breaker.name} is open"
+        )
 
     async def unary(
         self,
@@ -84,7 +87,7 @@ class Downstream(Generic[StubT]):
         """Call a unary method of the target within the hop budget."""
         name = self._span_name(method)
         timeout = deadlines.outgoing_timeout(budget_s or self._budget_s, self._margin_s, name, self._clock)
-        attributes = {
+        attributes: dict[str, AttributeValue] = {
             "rpc.system": "grpc",
             "rpc.service": self._service,
             "backbeat.peer.service": self.target,
@@ -178,7 +181,9 @@ class Connector:
         idempotent_methods: tuple[str, ...] = (),
     ) -> Downstream[StubT]:
         """Return a Downstream for `target` at `address`; idempotent methods retry on UNAVAILABLE."""
-        config = retry_service_config(service.full_name, list(idempotent_methods)) if idempotent_methods else None
+        config = (
+            retry_service_config(service.full_name, list(idempotent_methods)) if idempotent_methods else None
+        )
         return Downstream(
             caller=self.caller,
             target=target,

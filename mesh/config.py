@@ -31,7 +31,9 @@ class MeshSettings(BaseSettings):
     host: str = Field("127.0.0.1", description="Address the gRPC server binds to.")
     port: int = Field(0, ge=0, le=65535, description="gRPC port; 0 picks a free port.")
     port_file: Path | None = Field(None, description="File the bound port is written to once serving.")
-    data_dir: Path = Field(DEFAULT_DATA_DIR, description="Folder with the public catalog, listening and audio data.")
+    data_dir: Path = Field(
+        DEFAULT_DATA_DIR, description="Folder with the public catalog, listening and audio data."
+    )
     state_dir: Path = Field(DEFAULT_STATE_DIR, description="Folder with the stores that ingest builds.")
     redis_url: str | None = Field(
         None,
@@ -45,8 +47,12 @@ class MeshSettings(BaseSettings):
         0.002, ge=0, description="Time kept back from the incoming deadline for each downstream call."
     )
     breaker_fail_max: int = Field(5, ge=1, description="Consecutive failures that open a circuit breaker.")
-    breaker_reset_s: float = Field(5.0, gt=0, description="Seconds an open breaker waits before a trial call.")
-    secret: str = Field(DEV_SECRET, min_length=32, description="HMAC key for access tokens and stream grants.")
+    breaker_reset_s: float = Field(
+        5.0, gt=0, description="Seconds an open breaker waits before a trial call."
+    )
+    secret: str = Field(
+        DEV_SECRET, min_length=32, description="HMAC key for access tokens and stream grants."
+    )
 
 
 SettingsT = TypeVar("SettingsT", bound=MeshSettings)

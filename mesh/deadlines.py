@@ -51,5 +51,7 @@ def outgoing_timeout(hop_budget_s: float, margin_s: float, what: str, clock: Clo
 
     timeout = min(hop_budget_s, left - margin_s)
     if timeout <= 0:
-        raise DeadlineExceeded(f"no time left for {what}: deadline passed {-left * 1000:.1f} ms ago or is too close")
+        raise DeadlineExceeded(
+            f"no time left for {what}: deadline passed {-left * 1000:.1f} ms ago or is too close"
+        )
     return timeout

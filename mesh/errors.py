@@ -45,7 +45,9 @@ class InvalidArgument(BackbeatError):
         self.description = f"expected {expected}"
 
     def details(self) -> list[error_details_pb2.BadRequest | error_details_pb2.RetryInfo]:
-        violation = error_details_pb2.BadRequest.FieldViolation(field=self.field, description=self.description)
+        violation = error_details_pb2.BadRequest.FieldViolation(
+            field=self.field, description=self.description
+        )
         return [error_details_pb2.BadRequest(field_violations=[violation])]
 
 
@@ -100,14 +102,17 @@ class DownstreamError(BackbeatError):
     def __init__(self, target: str, code: grpc.StatusCode, message: str) -> None:
         super().__init__(f"{target}: {message}")
         self.target = target
-        self.code = code  # type: ignore[misc]
+        self.code = code
         self.message = message
 
 
 def to_rpc_status(error: BackbeatError) -> status_pb2.Status:
     """Build the google.rpc.Status for a domain error, details included."""
     code = error.code.value[0]
-    if isinstance(error, DownstreamError) and error.code in (grpc.StatusCode.UNKNOWN, grpc.StatusCode.INTERNAL):
+    if isinstance(error, DownstreamError) and error.code in (
+        grpc.StatusCode.UNKNOWN,
+        grpc.StatusCode.INTERNAL,
+    ):
         code = code_pb2.INTERNAL
     status = status_pb2.Status(code=code, message=str(error))
     for detail in error.details():

@@ -85,14 +85,18 @@ class RedisStore:
 
     def _unavailable(self, operation: str, key: str, error: Exception) -> StoreUnavailable:
         logger.warning("redis %s of %s failed: %s: %s", operation, key, type(error).__name__, error)
-        return StoreUnavailable(f"session and cache store unavailable: redis {operation} failed ({type(error).__name__})")
+        return StoreUnavailable(
+            f"session and cache store unavailable: redis {operation} failed ({type(error).__name__})"
+        )
 
     async def get(self, key: str) -> bytes | None:
         try:
             value = await self._redis.get(key)
         except (RedisError, RedisConnectionError, RedisTimeoutError, OSError) as error:
             raise self._unavailable("GET", key, error) from error
-        return value if value is None else bytes(value)
+        if value is None or isinstance(value, bytes):
+            return value
+        return str(value).encode()
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
         try:

@@ -18,6 +18,7 @@ import time
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
@@ -34,7 +35,15 @@ TOPOLOGY: dict[str, tuple[str, ...]] = {
     "edge": ("stream",),
     "gateway": ("user", "stream", "metadata", "recommendation", "licensing", "edge"),
 }
-PORT_OFFSETS = {"gateway": 0, "user": 1, "metadata": 2, "licensing": 3, "recommendation": 4, "stream": 5, "edge": 6}
+PORT_OFFSETS = {
+    "gateway": 0,
+    "user": 1,
+    "metadata": 2,
+    "licensing": 3,
+    "recommendation": 4,
+    "stream": 5,
+    "edge": 6,
+}
 
 
 class LaunchError(RuntimeError):
@@ -66,7 +75,7 @@ async def wait_serving(address: str, timeout_s: float) -> None:
     """Poll grpc.health.v1 at `address` until it reports SERVING or `timeout_s` passes."""
     deadline = time.monotonic() + timeout_s
     async with grpc.aio.insecure_channel(address) as channel:
-        stub = health_pb2_grpc.HealthStub(channel)
+        stub: Any = health_pb2_grpc.HealthStub(channel)
         while True:
             try:
                 response = await stub.Check(health_pb2.HealthCheckRequest(), timeout=0.5)
@@ -136,7 +145,9 @@ class Mesh:
             while pending:
                 ready = [name for name in pending if all(dep in self.processes for dep in TOPOLOGY[name])]
                 if not ready:
-                    raise LaunchError(f"cannot start {', '.join(pending)}: their dependencies are not running")
+                    raise LaunchError(
+                        f"cannot start {', '.join(pending)}: their dependencies are not running"
+                    )
                 started = [self._spawn(name) for name in ready]
                 for service in started:
                     self.processes[service.name] = service
@@ -165,5 +176,7 @@ class Mesh:
     def exited(self) -> dict[str, int]:
         """Return the services that have exited, with their exit status."""
         return {
-            name: code for name, service in self.processes.items() if (code := service.process.poll()) is not None
+            name: code
+            for name, service in self.processes.items()
+            if (code := service.process.poll()) is not None
         }

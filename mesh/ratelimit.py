@@ -24,7 +24,9 @@ class UserRateLimiter:
     def __init__(self, per_minute: int, redis_url: str | None = None) -> None:
         storage: Storage
         if redis_url:
-            storage = RedisStorage(redis_url, implementation="redispy", key_prefix="backbeat:gateway:ratelimit")
+            storage = RedisStorage(
+                redis_url, implementation="redispy", key_prefix="backbeat:gateway:ratelimit"
+            )
         else:
             storage = MemoryStorage()
         self._storage = storage

@@ -45,10 +45,14 @@ def configure_tracing(service: str) -> TracerProvider:
         logger.info("span export is off")
         return provider
 
-    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get("OTEL_EXPORTER_OTLP_ENDPOINT")
+    endpoint = os.environ.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or os.environ.get(
+        "OTEL_EXPORTER_OTLP_ENDPOINT"
+    )
     if endpoint is None:
         if not _collector_listening(*DEFAULT_COLLECTOR):
-            logger.info("no OTLP collector on localhost:4317 and OTEL_EXPORTER_OTLP_ENDPOINT unset; span export is off")
+            logger.info(
+                "span export off: OTEL_EXPORTER_OTLP_ENDPOINT unset and nothing listens on localhost:4317"
+            )
             return provider
         endpoint = "http://localhost:4317"
 
@@ -74,13 +78,13 @@ def extract_context(metadata: Iterable[tuple[str, str | bytes]] | None) -> otel_
     return propagate.extract(carrier)
 
 
-def outgoing_metadata(context: otel_context.Context | None = None, extra: Metadata = ()) -> list[tuple[str, str]]:
+def outgoing_metadata(
+    context: otel_context.Context | None = None, extra: Metadata = ()
+) -> tuple[tuple[str, str | bytes], ...]:
     """Return gRPC metadata with the W3C traceparent of `context` (default: the current one)."""
     carrier: dict[str, str] = {}
     propagate.inject(carrier, context=context)
-    metadata = [(key, str(value)) for key, value in extra]
-    metadata += list(carrier.items())
-    return metadata
+    return (*extra, *carrier.items())
 
 
 def annotate(**attributes: AttributeValue) -> None:

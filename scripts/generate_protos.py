@@ -44,7 +44,10 @@ def generate(output: Path) -> None:
     if protoc.main(arguments) != 0:
         raise SystemExit("protoc failed; see the messages above")
 
-    for folder in [output / "backbeat", *(path for path in (output / "backbeat").rglob("*") if path.is_dir())]:
+    for folder in [
+        output / "backbeat",
+        *(path for path in (output / "backbeat").rglob("*") if path.is_dir()),
+    ]:
         (folder / "__init__.py").touch()
     (output / "backbeat" / "py.typed").touch()
 

@@ -59,7 +59,9 @@ class SetupReport:
     accounts: tuple[DemoAccount, ...]
 
 
-def run_setup(data_dir: Path, state_dir: Path, *, force_audio: bool = False, progress: bool = True) -> SetupReport:
+def run_setup(
+    data_dir: Path, state_dir: Path, *, force_audio: bool = False, progress: bool = True
+) -> SetupReport:
     """Build every store under `state_dir` from the data in `data_dir`."""
     paths = StatePaths(state_dir)
     manifest = ingest_audio(data_dir, paths.objects, force=force_audio, progress=progress)
@@ -67,7 +69,9 @@ def run_setup(data_dir: Path, state_dir: Path, *, force_audio: bool = False, pro
 
     catalog = Catalog(paths.catalog)
     try:
-        withheld = build_rights(((track.track_id, track.album_id) for track in catalog.iter_all()), paths.rights)
+        withheld = build_rights(
+            ((track.track_id, track.album_id) for track in catalog.iter_all()), paths.rights
+        )
         build_model(catalog, paths.model)
     finally:
         catalog.close()

@@ -48,8 +48,19 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
     """A private redis-server on a Unix socket, so no TCP port can clash; stopped after the test."""
     socket_path = tmp_path / "redis.sock"
     process = subprocess.Popen(
-        ["redis-server", "--port", "0", "--unixsocket", str(socket_path), "--save", "", "--appendonly", "no",
-         "--dir", str(tmp_path)],
+        [
+            "redis-server",
+            "--port",
+            "0",
+            "--unixsocket",
+            str(socket_path),
+            "--save",
+            "",
+            "--appendonly",
+            "no",
+            "--dir",
+            str(tmp_path),
+        ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
@@ -90,17 +101,27 @@ class TraceCollector(trace_service_pb2_grpc.TraceServiceServicer):
         received = []
         for resource_spans in request.resource_spans:
             service = next(
-                (a.value.string_value for a in resource_spans.resource.attributes if a.key == "service.name"), ""
+                (a.value.string_value for a in resource_spans.resource.attributes if a.key == "service.name"),
+                "",
             )
             for scope_spans in resource_spans.scope_spans:
                 for span in scope_spans.spans:
                     attributes: dict[str, object] = {}
                     for attribute in span.attributes:
                         value = attribute.value
-                        attributes[attribute.key] = getattr(value, value.WhichOneof("value") or "string_value")
+                        attributes[attribute.key] = getattr(
+                            value, value.WhichOneof("value") or "string_value"
+                        )
                     received.append(
-                        ReceivedSpan(service, span.name, span.trace_id.hex(), span.span_id.hex(),
-                                     span.parent_span_id.hex(), span.kind, attributes)
+                        ReceivedSpan(
+                            service,
+                            span.name,
+                            span.trace_id.hex(),
+                            span.span_id.hex(),
+                            span.parent_span_id.hex(),
+                            span.kind,
+                            attributes,
+                        )
                     )
         with self._lock:
             self._spans.extend(received)

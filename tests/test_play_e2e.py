@@ -10,15 +10,15 @@ import mutagen.mp3
 import numpy as np
 import pytest
 import soundfile
-from grpc_health.v1 import health_pb2, health_pb2_grpc
-from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
-from grpc_status import rpc_status
-
 from backbeat.common.v1 import common_pb2
 from backbeat.gateway.v1 import gateway_service_pb2 as gateway_pb
 from backbeat.licensing.v1 import licensing_service_pb2 as licensing_pb
 from backbeat.licensing.v1 import licensing_service_pb2_grpc as licensing_grpc
 from google.rpc import error_details_pb2
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+from grpc_status import rpc_status
+
 from mesh.launcher import TOPOLOGY, Mesh
 from services.gateway.client import BackbeatClient
 from services.licensing.rights import Rights
@@ -114,7 +114,9 @@ async def test_play_slow_connection_picks_lower_rung(
     assert result.play.rendition.bitrate_kbps == 128
 
 
-async def test_play_unlicensed_track_permission_denied(free_client: BackbeatClient, state: StatePaths) -> None:
+async def test_play_unlicensed_track_permission_denied(
+    free_client: BackbeatClient, state: StatePaths
+) -> None:
     rights = Rights(state.rights)
     withheld = rights.withheld_tracks("US", limit=1)[0]
     rights.close()
@@ -215,7 +217,9 @@ async def test_skip_removes_track_from_recommendations(
     seed = licensed_track(state, premium_client, found)
     first = await premium_client.play_and_stream(seed, None, play_timeout_s=PLAY_TIMEOUT_S, max_bytes=1)
     skipped = first.play.recommendations[0].track_id
-    skipped_play = await premium_client.play_and_stream(skipped, None, play_timeout_s=PLAY_TIMEOUT_S, max_bytes=1)
+    skipped_play = await premium_client.play_and_stream(
+        skipped, None, play_timeout_s=PLAY_TIMEOUT_S, max_bytes=1
+    )
 
     await premium_client.report(skipped_play.play, common_pb2.PLAYBACK_EVENT_TYPE_SKIP, 3_000)
     again = await premium_client.gateway.GetRecommendations(
@@ -244,8 +248,12 @@ async def test_service_health_and_reflection(mesh: Mesh, service: str) -> None:
     async with grpc.aio.insecure_channel(mesh.address(service)) as channel:
         health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
         reflection = reflection_pb2_grpc.ServerReflectionStub(channel)
-        responses = reflection.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
-        names = [item.name async for response in responses for item in response.list_services_response.service]
+        responses = reflection.ServerReflectionInfo(
+            iter([reflection_pb2.ServerReflectionRequest(list_services="")])
+        )
+        names = [
+            item.name async for response in responses for item in response.list_services_response.service
+        ]
 
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     assert f"backbeat.{service}.v1.{service.title()}Service" in names

@@ -8,10 +8,10 @@ from collections.abc import Iterator
 import pytest
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
+from opentelemetry.proto.trace.v1.trace_pb2 import Span
 from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
-from opentelemetry.proto.trace.v1.trace_pb2 import Span
 
 from mesh.launcher import Mesh
 from services.gateway.client import BackbeatClient, PlayResult
@@ -21,14 +21,24 @@ from tests.conftest import OtlpReceiver, ReceivedSpan
 
 SERVER = Span.SpanKind.SPAN_KIND_SERVER
 CLIENT = Span.SpanKind.SPAN_KIND_CLIENT
-PLAY_PATH_SERVICES = {"backbeat-test-client", "gateway", "user", "stream", "licensing", "metadata",
-                      "recommendation", "edge"}
+PLAY_PATH_SERVICES = {
+    "backbeat-test-client",
+    "gateway",
+    "user",
+    "stream",
+    "licensing",
+    "metadata",
+    "recommendation",
+    "edge",
+}
 
 
 @pytest.fixture(scope="module")
 def client_tracer_provider(otlp_receiver: OtlpReceiver) -> Iterator[TracerProvider]:
     provider = TracerProvider(resource=Resource.create({SERVICE_NAME: "backbeat-test-client"}))
-    provider.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter(endpoint=otlp_receiver.endpoint, insecure=True)))
+    provider.add_span_processor(
+        SimpleSpanProcessor(OTLPSpanExporter(endpoint=otlp_receiver.endpoint, insecure=True))
+    )
     trace.set_tracer_provider(provider)
     yield provider
     provider.shutdown()
@@ -100,8 +110,11 @@ def test_server_spans_are_children_of_client_spans(traced_play: list[ReceivedSpa
 
 def test_stream_hop_is_child_of_gateway(traced_play: list[ReceivedSpan]) -> None:
     spans = by_id(traced_play)
-    stream_server = next(span for span in traced_play if span.name == "backbeat.stream.v1.StreamService/AuthorizePlay"
-                         and span.service == "stream")
+    stream_server = next(
+        span
+        for span in traced_play
+        if span.name == "backbeat.stream.v1.StreamService/AuthorizePlay" and span.service == "stream"
+    )
     client_span = spans[stream_server.parent_span_id]
     gateway_server = spans[client_span.parent_span_id]
 
@@ -110,10 +123,12 @@ def test_stream_hop_is_child_of_gateway(traced_play: list[ReceivedSpan]) -> None
 
 
 def test_play_spans_carry_attributes(traced_play: list[ReceivedSpan]) -> None:
-    stream_server = next(span for span in traced_play
-                         if span.service == "stream" and span.name.endswith("/AuthorizePlay"))
-    metadata_server = next(span for span in traced_play
-                           if span.service == "metadata" and span.name.endswith("/GetTrack"))
+    stream_server = next(
+        span for span in traced_play if span.service == "stream" and span.name.endswith("/AuthorizePlay")
+    )
+    metadata_server = next(
+        span for span in traced_play if span.service == "metadata" and span.name.endswith("/GetTrack")
+    )
     edge_server = next(span for span in traced_play if span.service == "edge" and span.kind == SERVER)
     gateway_clients = [span for span in traced_play if span.service == "gateway" and span.kind == CLIENT]
 
@@ -124,5 +139,8 @@ def test_play_spans_carry_attributes(traced_play: list[ReceivedSpan]) -> None:
     assert "backbeat.cache_hit" in metadata_server.attributes
     assert "backbeat.cache_hit" in edge_server.attributes
     assert all(span.attributes["backbeat.breaker.state"] == "closed" for span in gateway_clients)
-    assert all(span.attributes["rpc.grpc.status_code"] == 0 for span in traced_play if "rpc.grpc.status_code"
-               in span.attributes)
+    assert all(
+        span.attributes["rpc.grpc.status_code"] == 0
+        for span in traced_play
+        if "rpc.grpc.status_code" in span.attributes
+    )

@@ -2,13 +2,13 @@
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 
 from mesh import deadlines
-from mesh.interceptors._handlers import StreamBehaviour, UnaryBehaviour, wrap_handler
+from mesh.interceptors._handlers import Continuation, Handler, StreamBehaviour, UnaryBehaviour, wrap_handler
 
 
 class ServerDeadlineInterceptor(grpc.aio.ServerInterceptor):
@@ -16,9 +16,9 @@ class ServerDeadlineInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Continuation,
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler | None:
         handler = await continuation(handler_call_details)
         if handler is None:
             return handler

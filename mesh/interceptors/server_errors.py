@@ -9,14 +9,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
 from grpc_status import rpc_status
 
 from mesh.errors import BackbeatError, DeadlineExceeded, DownstreamError, to_rpc_status
-from mesh.interceptors._handlers import StreamBehaviour, UnaryBehaviour, wrap_handler
+from mesh.interceptors._handlers import Continuation, Handler, StreamBehaviour, UnaryBehaviour, wrap_handler
 
 logger = logging.getLogger(__name__)
 
@@ -53,11 +53,11 @@ class ServerErrorInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Continuation,
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler | None:
         handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        method: str = handler_call_details.method
         if handler is None:
             return handler
 

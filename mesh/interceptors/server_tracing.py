@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
@@ -12,6 +12,8 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from mesh.interceptors._handlers import (
+    Continuation,
+    Handler,
     StreamBehaviour,
     UnaryBehaviour,
     is_infrastructure,
@@ -67,11 +69,11 @@ class ServerTracingInterceptor(grpc.aio.ServerInterceptor):
 
     async def intercept_service(
         self,
-        continuation: Callable[[grpc.HandlerCallDetails], Awaitable[grpc.RpcMethodHandler]],
+        continuation: Continuation,
         handler_call_details: grpc.HandlerCallDetails,
-    ) -> grpc.RpcMethodHandler:
+    ) -> Handler | None:
         handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method  # type: ignore[attr-defined]
+        method: str = handler_call_details.method
         if handler is None or is_infrastructure(method):
             return handler
 

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from backbeat.edge.v1 import edge_service_pb2, edge_service_pb2_grpc
 from backbeat.stream.v1 import stream_service_pb2, stream_service_pb2_grpc
+from pydantic import Field
+
 from mesh.client import Connector
 from mesh.config import MeshSettings, load_settings
 from mesh.server import ServiceDefinition, run, serve_service, start_process
@@ -20,7 +20,9 @@ SERVICE = "edge"
 class EdgeSettings(MeshSettings):
     """Settings of the edge service."""
 
-    stream_address: str = Field("127.0.0.1:50056", description="host:port of the stream service (the origin).")
+    stream_address: str = Field(
+        "127.0.0.1:50056", description="host:port of the stream service (the origin)."
+    )
     cache_bytes: int = Field(256 * 1024 * 1024, gt=0, description="Byte budget of the audio cache.")
     chunk_bytes: int = Field(64 * 1024, ge=4096, le=1024 * 1024, description="Bytes per audio chunk.")
     storage_budget_s: float = Field(0.045, gt=0, description="Time to the first origin byte, seconds.")
@@ -46,7 +48,9 @@ async def main() -> None:
         storage_budget_s=settings.storage_budget_s,
     )
     definition = ServiceDefinition.of(
-        edge_service_pb2.DESCRIPTOR, "EdgeService", edge_service_pb2_grpc.add_EdgeServiceServicer_to_server,
+        edge_service_pb2.DESCRIPTOR,
+        "EdgeService",
+        edge_service_pb2_grpc.add_EdgeServiceServicer_to_server,
         EdgeServicer(delivery),
     )
     await serve_service(SERVICE, settings, [definition], cleanups=[connector.close], tracer_provider=provider)

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 from backbeat.stream.v1 import stream_service_pb2 as stream_pb
 from backbeat.stream.v1 import stream_service_pb2_grpc as stream_grpc
+
 from mesh.client import Downstream
 from mesh.errors import InvalidArgument, OutOfRange
 from mesh.tracing import annotate
@@ -43,7 +44,7 @@ class AudioDelivery:
         *,
         signer: GrantSigner,
         cache: ChunkCache,
-        origin: Downstream[stream_grpc.StreamServiceStub],
+        origin: Downstream[stream_grpc.StreamServiceAsyncStub],
         chunk_bytes: int,
         storage_budget_s: float,
     ) -> None:
@@ -58,8 +59,12 @@ class AudioDelivery:
         grant = self._signer.verify(grant_token)
         if offset < 0:
             raise InvalidArgument("offset", offset, "a byte offset of 0 or more")
-        annotate(track_id=grant.track_id, rendition_kbps=grant.bitrate_kbps, playback_id=grant.playback_id,
-                 user_id=grant.user_id)
+        annotate(
+            track_id=grant.track_id,
+            rendition_kbps=grant.bitrate_kbps,
+            playback_id=grant.playback_id,
+            user_id=grant.user_id,
+        )
 
         index = offset // self._chunk_bytes
         hits = 0
@@ -72,8 +77,13 @@ class AudioDelivery:
                 raise OutOfRange(f"offset {offset} is past the end of the audio ({cached.total_size} bytes)")
             start = max(0, offset - index * self._chunk_bytes)
             hits += 1
-            yield AudioChunk(index * self._chunk_bytes + start, cached.data[start:], cached.total_size,
-                             grant.content_type, True)
+            yield AudioChunk(
+                index * self._chunk_bytes + start,
+                cached.data[start:],
+                cached.total_size,
+                grant.content_type,
+                True,
+            )
             index += 1
             if index * self._chunk_bytes >= cached.total_size:
                 annotate(cache_hit=True, chunks_from_cache=hits, chunks_from_origin=0)
@@ -91,5 +101,7 @@ class AudioDelivery:
             misses += 1
             start = max(0, offset - chunk.offset)
             if start < len(chunk.data):
-                yield AudioChunk(chunk.offset + start, chunk.data[start:], chunk.total_size, grant.content_type, False)
+                yield AudioChunk(
+                    chunk.offset + start, chunk.data[start:], chunk.total_size, grant.content_type, False
+                )
         annotate(cache_hit=False, chunks_from_origin=misses)

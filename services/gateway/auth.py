@@ -7,6 +7,7 @@ from collections.abc import Iterable
 from backbeat.common.v1 import common_pb2
 from backbeat.user.v1 import user_service_pb2 as user_pb
 from backbeat.user.v1 import user_service_pb2_grpc as user_grpc
+
 from mesh.client import Downstream
 from mesh.errors import Unauthenticated
 from mesh.ratelimit import UserRateLimiter
@@ -27,7 +28,7 @@ def bearer_token(metadata: Iterable[tuple[str, str | bytes]] | None) -> str:
 class Authenticator:
     """Validates sessions and applies the per-user rate limit."""
 
-    def __init__(self, users: Downstream[user_grpc.UserServiceStub], limiter: UserRateLimiter) -> None:
+    def __init__(self, users: Downstream[user_grpc.UserServiceAsyncStub], limiter: UserRateLimiter) -> None:
         self._users = users
         self._limiter = limiter
 

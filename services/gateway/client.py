@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import grpc
-from opentelemetry import trace
-
 from backbeat.common.v1 import common_pb2
 from backbeat.edge.v1 import edge_service_pb2, edge_service_pb2_grpc
 from backbeat.gateway.v1 import gateway_service_pb2 as pb
 from backbeat.gateway.v1 import gateway_service_pb2_grpc as pb_grpc
+from opentelemetry import trace
+
 from mesh.channels import CLIENT_OPTIONS
 from mesh.tracing import outgoing_metadata
 
@@ -57,10 +57,10 @@ class BackbeatClient:
         for channel in self._edge_channels.values():
             await channel.close()
 
-    def _metadata(self) -> list[tuple[str, str]]:
+    def _metadata(self) -> tuple[tuple[str, str | bytes], ...]:
         return outgoing_metadata(extra=[("authorization", f"Bearer {self._token}")])
 
-    def _edge(self, address: str) -> edge_service_pb2_grpc.EdgeServiceStub:
+    def _edge(self, address: str) -> edge_service_pb2_grpc.EdgeServiceAsyncStub:
         channel = self._edge_channels.get(address)
         if channel is None:
             channel = grpc.aio.insecure_channel(address, options=CLIENT_OPTIONS)
@@ -69,7 +69,9 @@ class BackbeatClient:
 
     async def login(self, email: str, password: str, timeout_s: float = 5.0) -> pb.LoginResponse:
         """Sign in and keep the access token for later calls."""
-        response = await self.gateway.Login(pb.LoginRequest(email=email, password=password), timeout=timeout_s)
+        response = await self.gateway.Login(
+            pb.LoginRequest(email=email, password=password), timeout=timeout_s
+        )
         self._token = response.access_token
         self.user = response.user
         return response

@@ -7,7 +7,6 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
-
 from backbeat.common.v1 import common_pb2
 from backbeat.gateway.v1 import gateway_service_pb2 as pb
 from backbeat.gateway.v1 import gateway_service_pb2_grpc as pb_grpc
@@ -21,6 +20,7 @@ from backbeat.stream.v1 import stream_service_pb2 as stream_pb
 from backbeat.stream.v1 import stream_service_pb2_grpc as stream_grpc
 from backbeat.user.v1 import user_service_pb2 as user_pb
 from backbeat.user.v1 import user_service_pb2_grpc as user_grpc
+
 from mesh import deadlines
 from mesh.client import Downstream
 from mesh.errors import InvalidArgument
@@ -28,7 +28,11 @@ from mesh.tracing import annotate, current_trace_id
 from services.gateway.auth import Authenticator
 
 FEEDBACK_EVENTS = frozenset(
-    {common_pb2.PLAYBACK_EVENT_TYPE_SKIP, common_pb2.PLAYBACK_EVENT_TYPE_LIKE, common_pb2.PLAYBACK_EVENT_TYPE_COMPLETE}
+    {
+        common_pb2.PLAYBACK_EVENT_TYPE_SKIP,
+        common_pb2.PLAYBACK_EVENT_TYPE_LIKE,
+        common_pb2.PLAYBACK_EVENT_TYPE_COMPLETE,
+    }
 )
 
 
@@ -36,11 +40,11 @@ FEEDBACK_EVENTS = frozenset(
 class Backends:
     """The internal services the gateway calls."""
 
-    users: Downstream[user_grpc.UserServiceStub]
-    stream: Downstream[stream_grpc.StreamServiceStub]
-    metadata: Downstream[metadata_grpc.MetadataServiceStub]
-    recommendation: Downstream[recommendation_grpc.RecommendationServiceStub]
-    licensing: Downstream[licensing_grpc.LicensingServiceStub]
+    users: Downstream[user_grpc.UserServiceAsyncStub]
+    stream: Downstream[stream_grpc.StreamServiceAsyncStub]
+    metadata: Downstream[metadata_grpc.MetadataServiceAsyncStub]
+    recommendation: Downstream[recommendation_grpc.RecommendationServiceAsyncStub]
+    licensing: Downstream[licensing_grpc.LicensingServiceAsyncStub]
 
 
 class GatewayServicer(pb_grpc.GatewayServiceServicer):
@@ -63,16 +67,22 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         self._search_budget_s = search_budget_s
         self._edge_address = edge_address
 
-    async def Login(self, request: pb.LoginRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.LoginResponse:
+    async def Login(
+        self, request: pb.LoginRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.LoginResponse:
         users = self._backends.users
         response = await users.unary(
             users.stub.Login,
             user_pb.LoginRequest(email=request.email, password=request.password),
             budget_s=self._login_budget_s,
         )
-        return pb.LoginResponse(access_token=response.access_token, expires_at=response.expires_at, user=response.user)
+        return pb.LoginResponse(
+            access_token=response.access_token, expires_at=response.expires_at, user=response.user
+        )
 
-    async def Play(self, request: pb.PlayRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.PlayResponse:
+    async def Play(
+        self, request: pb.PlayRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.PlayResponse:
         with deadlines.budget(self._play_budget_s):
             user = await self._auth.user(context.invocation_metadata())
             if not request.track_id:
@@ -87,8 +97,12 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
                     slow_connection=request.slow_connection,
                 ),
             )
-        annotate(track_id=play.track.track_id, rendition_kbps=play.rendition.bitrate_kbps,
-                 playback_id=play.playback_id, recommendations=len(play.recommendations))
+        annotate(
+            track_id=play.track.track_id,
+            rendition_kbps=play.rendition.bitrate_kbps,
+            playback_id=play.playback_id,
+            recommendations=len(play.recommendations),
+        )
         return pb.PlayResponse(
             playback_id=play.playback_id,
             track=play.track,
@@ -108,10 +122,14 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         if not request.track_id:
             raise InvalidArgument("track_id", request.track_id, "a catalog track id")
         metadata = self._backends.metadata
-        response = await metadata.unary(metadata.stub.GetTrack, metadata_pb.GetTrackRequest(track_id=request.track_id))
+        response = await metadata.unary(
+            metadata.stub.GetTrack, metadata_pb.GetTrackRequest(track_id=request.track_id)
+        )
         return pb.GetTrackResponse(track=response.track)
 
-    async def Search(self, request: pb.SearchRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.SearchResponse:
+    async def Search(
+        self, request: pb.SearchRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.SearchResponse:
         await self._auth.user(context.invocation_metadata())
         metadata = self._backends.metadata
         response = await metadata.unary(
@@ -143,8 +161,11 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
     ) -> pb.ReportPlaybackResponse:
         user = await self._auth.user(context.invocation_metadata())
         validate_report(request)
-        annotate(track_id=request.track_id, playback_id=request.playback_id,
-                 playback_event=common_pb2.PlaybackEventType.Name(request.event_type))
+        annotate(
+            track_id=request.track_id,
+            playback_id=request.playback_id,
+            playback_event=common_pb2.PlaybackEventType.Name(request.event_type),
+        )
 
         licensing = self._backends.licensing
         record = licensing.unary(

@@ -87,7 +87,9 @@ class Ledger:
         if existing is not None:
             if existing[0] != report.track_id:
                 raise InvalidArgument(
-                    "track_id", report.track_id, f"track {existing[0]}, the track of playback {report.playback_id}"
+                    "track_id",
+                    report.track_id,
+                    f"track {existing[0]}, the track of playback {report.playback_id}",
                 )
             return RecordResult(counted=True, already_counted=True)
         if report.played_ms < STREAM_THRESHOLD_MS:
@@ -96,14 +98,26 @@ class Ledger:
         with self._db:
             self._db.execute(
                 "INSERT OR IGNORE INTO counted_streams VALUES (?, ?, ?, ?, ?, ?)",
-                (report.playback_id, report.user_id, report.track_id, report.market, report.played_ms,
-                 self._clock()),
+                (
+                    report.playback_id,
+                    report.user_id,
+                    report.track_id,
+                    report.market,
+                    report.played_ms,
+                    self._clock(),
+                ),
             )
-        logger.info("stream counted: playback %s of track %s by %s", report.playback_id, report.track_id,
-                    report.user_id)
+        logger.info(
+            "stream counted: playback %s of track %s by %s",
+            report.playback_id,
+            report.track_id,
+            report.user_id,
+        )
         return RecordResult(counted=True, already_counted=False)
 
     def stream_count(self, track_id: str) -> int:
         """Return the number of counted streams of `track_id`."""
-        row = self._db.execute("SELECT COUNT(*) FROM counted_streams WHERE track_id = ?", (track_id,)).fetchone()
+        row = self._db.execute(
+            "SELECT COUNT(*) FROM counted_streams WHERE track_id = ?", (track_id,)
+        ).fetchone()
         return int(row[0])

@@ -111,7 +111,9 @@ class Rights:
         decisions = []
         for track_id in track_ids:
             if track_id not in known:
-                decisions.append(Decision(track_id, False, "unknown_track", f"track {track_id} has no rights records"))
+                decisions.append(
+                    Decision(track_id, False, "unknown_track", f"track {track_id} has no rights records")
+                )
                 continue
             album_id, withheld = known[track_id]
             if withheld:

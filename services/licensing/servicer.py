@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
-
 from backbeat.licensing.v1 import licensing_service_pb2 as pb
 from backbeat.licensing.v1 import licensing_service_pb2_grpc as pb_grpc
+
 from mesh.errors import InvalidArgument
 from mesh.tracing import annotate
 from services.licensing.ledger import Ledger, PlaybackReport
@@ -33,7 +33,9 @@ class LicensingServicer(pb_grpc.LicensingServiceServicer):
         annotate(track_id=request.track_id, market=request.market)
         decision = self._rights.check(request.track_id, request.market)
         annotate(license_allowed=decision.allowed)
-        return pb.CheckLicenseResponse(allowed=decision.allowed, reason=REASONS[decision.reason], detail=decision.detail)
+        return pb.CheckLicenseResponse(
+            allowed=decision.allowed, reason=REASONS[decision.reason], detail=decision.detail
+        )
 
     async def CheckLicenses(
         self, request: pb.CheckLicensesRequest, context: grpc.aio.ServicerContext[Any, Any]
@@ -51,7 +53,9 @@ class LicensingServicer(pb_grpc.LicensingServiceServicer):
     ) -> pb.RecordPlaybackResponse:
         annotate(track_id=request.track_id, market=request.market, playback_id=request.playback_id)
         result = self._ledger.record(
-            PlaybackReport(request.playback_id, request.user_id, request.track_id, request.market, request.played_ms)
+            PlaybackReport(
+                request.playback_id, request.user_id, request.track_id, request.market, request.played_ms
+            )
         )
         annotate(stream_counted=result.counted)
         return pb.RecordPlaybackResponse(counted=result.counted, already_counted=result.already_counted)

@@ -147,26 +147,54 @@ def build_catalog(data_dir: Path, database: Path, manifest: Manifest) -> int:
     try:
         db.executescript(SCHEMA)
         db.executemany(
-            "INSERT INTO recordings VALUES (?, ?)", [(recording.slug, recording.credit) for recording in recordings]
+            "INSERT INTO recordings VALUES (?, ?)",
+            [(recording.slug, recording.credit) for recording in recordings],
         )
         db.executemany(
             "INSERT INTO renditions VALUES (?, ?, ?, ?, ?, ?)",
             [
-                (rendition.slug, rendition.bitrate_kbps, rendition.codec, rendition.content_type,
-                 rendition.object_key, rendition.size_bytes)
+                (
+                    rendition.slug,
+                    rendition.bitrate_kbps,
+                    rendition.codec,
+                    rendition.content_type,
+                    rendition.object_key,
+                    rendition.size_bytes,
+                )
                 for rendition in manifest.renditions
             ],
         )
-        columns = ["track_id", "name", "artist", "album_id", "album_name", "release_date", "genres", "subgenres",
-                   "duration_ms", "popularity", *FEATURES, "recording"]
+        columns = [
+            "track_id",
+            "name",
+            "artist",
+            "album_id",
+            "album_name",
+            "release_date",
+            "genres",
+            "subgenres",
+            "duration_ms",
+            "popularity",
+            *FEATURES,
+            "recording",
+        ]
         values = []
         for row in rows:
             recording = recording_for_track(str(row["track_id"]), recordings)
             genres = ",".join(sorted(row["genres"]))  # type: ignore[call-overload]
             subgenres = ",".join(sorted(row["subgenres"]))  # type: ignore[call-overload]
-            values.append([*(row[name] for name in columns[:6]), genres, subgenres,
-                           *(row[name] for name in columns[8:-1]), recording.slug])
-        db.executemany(f"INSERT INTO tracks ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", values)
+            values.append(
+                [
+                    *(row[name] for name in columns[:6]),
+                    genres,
+                    subgenres,
+                    *(row[name] for name in columns[8:-1]),
+                    recording.slug,
+                ]
+            )
+        db.executemany(
+            f"INSERT INTO tracks ({', '.join(columns)}) VALUES ({', '.join('?' * len(columns))})", values
+        )
         db.execute("INSERT INTO tracks_search (tracks_search) VALUES ('rebuild')")
         db.commit()
     finally:
@@ -197,8 +225,13 @@ class Catalog:
         found: dict[str, list[RenditionRecord]] = {}
         for row in self._db.execute("SELECT * FROM renditions ORDER BY recording, bitrate_kbps"):
             found.setdefault(row["recording"], []).append(
-                RenditionRecord(row["bitrate_kbps"], row["codec"], row["content_type"], row["object_key"],
-                                row["size_bytes"])
+                RenditionRecord(
+                    row["bitrate_kbps"],
+                    row["codec"],
+                    row["content_type"],
+                    row["object_key"],
+                    row["size_bytes"],
+                )
             )
         return {recording: tuple(items) for recording, items in found.items()}
 

@@ -12,6 +12,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from backbeat.common.v1 import common_pb2
+
 from mesh.errors import InvalidArgument, NotFound
 from mesh.kv import KeyValueStore, StoreUnavailable
 from services.metadata.catalog import Catalog, TrackRecord
@@ -37,7 +38,17 @@ def track_to_proto(record: TrackRecord) -> common_pb2.Track:
         duration_ms=record.duration_ms,
         popularity=record.popularity,
         features=common_pb2.AudioFeatures(
-            **{name: int(value) if name in ("key", "mode") else value for name, value in record.features.items()}
+            danceability=record.features["danceability"],
+            energy=record.features["energy"],
+            key=int(record.features["key"]),
+            loudness=record.features["loudness"],
+            mode=int(record.features["mode"]),
+            speechiness=record.features["speechiness"],
+            acousticness=record.features["acousticness"],
+            instrumentalness=record.features["instrumentalness"],
+            liveness=record.features["liveness"],
+            valence=record.features["valence"],
+            tempo=record.features["tempo"],
         ),
         renditions=[
             common_pb2.Rendition(

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from backbeat.licensing.v1 import licensing_service_pb2, licensing_service_pb2_grpc
 from backbeat.recommendation.v1 import recommendation_service_pb2, recommendation_service_pb2_grpc
+from pydantic import Field
+
 from mesh.client import Connector
 from mesh.config import MeshSettings, load_settings
 from mesh.server import ServiceDefinition, run, serve_service, start_process

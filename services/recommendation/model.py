@@ -55,7 +55,9 @@ class Model:
 
     def most_popular(self, genre: str | None) -> npt.NDArray[np.intp]:
         """Return rows of the most popular tracks of `genre` (all genres for None), best first."""
-        rows = np.arange(len(self.track_ids)) if genre is None else np.flatnonzero(self.primary_genres == genre)
+        rows = (
+            np.arange(len(self.track_ids)) if genre is None else np.flatnonzero(self.primary_genres == genre)
+        )
         order = np.argsort(-self.popularity[rows], kind="stable")
         return rows[order][:FALLBACK_SIZE]
 
@@ -64,7 +66,9 @@ def build_model(catalog: Catalog, path: Path) -> int:
     """Compute the model from every catalog track and save it to `path`; return the track count."""
     records = list(catalog.iter_all())
     genres = tuple(sorted({genre for record in records for genre in record.genres}))
-    numeric = np.array([[record.features[name] for name in NUMERIC_FEATURES] for record in records], dtype=np.float64)
+    numeric = np.array(
+        [[record.features[name] for name in NUMERIC_FEATURES] for record in records], dtype=np.float64
+    )
     numeric = (numeric - numeric.mean(axis=0)) / numeric.std(axis=0)
     one_hot = np.array([[genre in record.genres for genre in genres] for record in records], dtype=np.float64)
     vectors = np.hstack([numeric, GENRE_WEIGHT * one_hot])

@@ -11,12 +11,12 @@ import logging
 from typing import Any
 
 import grpc
-
 from backbeat.common.v1 import common_pb2
 from backbeat.licensing.v1 import licensing_service_pb2 as licensing_pb
 from backbeat.licensing.v1 import licensing_service_pb2_grpc as licensing_grpc
 from backbeat.recommendation.v1 import recommendation_service_pb2 as pb
 from backbeat.recommendation.v1 import recommendation_service_pb2_grpc as pb_grpc
+
 from mesh.client import Downstream
 from mesh.errors import InvalidArgument
 from mesh.tracing import annotate
@@ -36,7 +36,9 @@ SIGNALS = {
 class RecommendationServicer(pb_grpc.RecommendationServiceServicer):
     """Returns licensed next tracks and records feedback."""
 
-    def __init__(self, recommender: Recommender, licensing: Downstream[licensing_grpc.LicensingServiceStub]) -> None:
+    def __init__(
+        self, recommender: Recommender, licensing: Downstream[licensing_grpc.LicensingServiceAsyncStub]
+    ) -> None:
         self._recommender = recommender
         self._licensing = licensing
 
@@ -58,7 +60,9 @@ class RecommendationServicer(pb_grpc.RecommendationServiceServicer):
         limit = check_limit(request.limit)
         annotate(user_id=request.user.user_id, market=market, seed_track_id=request.seed_track_id)
 
-        candidates = self._recommender.candidates(request.user.user_id, request.seed_track_id, limit * CANDIDATE_FACTOR)
+        candidates = self._recommender.candidates(
+            request.user.user_id, request.seed_track_id, limit * CANDIDATE_FACTOR
+        )
         licensed = await self._licensed(candidates, market, limit)
         fallback = len(licensed) < limit
         if fallback:
@@ -74,7 +78,9 @@ class RecommendationServicer(pb_grpc.RecommendationServiceServicer):
         market = require_market(request.market)
         limit = check_limit(request.limit)
         candidates = self._recommender.fallback(request.genre or None)
-        return pb.GetFallbackResponse(track_ids=await self._licensed(candidates[: limit * CANDIDATE_FACTOR], market, limit))
+        return pb.GetFallbackResponse(
+            track_ids=await self._licensed(candidates[: limit * CANDIDATE_FACTOR], market, limit)
+        )
 
     async def RecordFeedback(
         self, request: pb.RecordFeedbackRequest, context: grpc.aio.ServicerContext[Any, Any]

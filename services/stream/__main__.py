@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
-from pydantic import Field
-
 from backbeat.licensing.v1 import licensing_service_pb2, licensing_service_pb2_grpc
 from backbeat.metadata.v1 import metadata_service_pb2, metadata_service_pb2_grpc
 from backbeat.recommendation.v1 import recommendation_service_pb2, recommendation_service_pb2_grpc
 from backbeat.stream.v1 import stream_service_pb2, stream_service_pb2_grpc
+from pydantic import Field
+
 from mesh.client import Connector
 from mesh.config import MeshSettings, load_settings
 from mesh.server import ServiceDefinition, run, serve_service, start_process
@@ -24,13 +24,19 @@ class StreamSettings(MeshSettings):
 
     licensing_address: str = Field("127.0.0.1:50054", description="host:port of the licensing service.")
     metadata_address: str = Field("127.0.0.1:50053", description="host:port of the metadata service.")
-    recommendation_address: str = Field("127.0.0.1:50055", description="host:port of the recommendation service.")
-    edge_address: str = Field("", description="host:port of the edge named in responses; the gateway may set its own.")
+    recommendation_address: str = Field(
+        "127.0.0.1:50055", description="host:port of the recommendation service."
+    )
+    edge_address: str = Field(
+        "", description="host:port of the edge named in responses; the gateway may set its own."
+    )
     licensing_budget_s: float = Field(0.030, gt=0, description="Budget of the license check, seconds.")
     metadata_budget_s: float = Field(0.015, gt=0, description="Budget of each metadata call, seconds.")
     recommendation_budget_s: float = Field(0.020, gt=0, description="Budget of the optional recommendations.")
     grant_ttl_s: float = Field(7200.0, gt=0, description="Lifetime of stream grants, seconds.")
-    popular_threshold: int = Field(70, ge=0, le=100, description="Catalog popularity at which a track is popular.")
+    popular_threshold: int = Field(
+        70, ge=0, le=100, description="Catalog popularity at which a track is popular."
+    )
 
 
 async def main() -> None:
@@ -71,7 +77,9 @@ async def main() -> None:
     )
     servicer = StreamServicer(authorizer, ObjectStore(settings.state_dir / "objects"), settings.edge_address)
     definition = ServiceDefinition.of(
-        stream_service_pb2.DESCRIPTOR, "StreamService", stream_service_pb2_grpc.add_StreamServiceServicer_to_server,
+        stream_service_pb2.DESCRIPTOR,
+        "StreamService",
+        stream_service_pb2_grpc.add_StreamServiceServicer_to_server,
         servicer,
     )
     await serve_service(SERVICE, settings, [definition], cleanups=[connector.close], tracer_provider=provider)

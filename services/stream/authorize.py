@@ -21,6 +21,7 @@ from backbeat.metadata.v1 import metadata_service_pb2 as metadata_pb
 from backbeat.metadata.v1 import metadata_service_pb2_grpc as metadata_grpc
 from backbeat.recommendation.v1 import recommendation_service_pb2 as recommendation_pb
 from backbeat.recommendation.v1 import recommendation_service_pb2_grpc as recommendation_grpc
+
 from mesh import deadlines
 from mesh.client import Downstream
 from mesh.errors import BackbeatError, InvalidArgument, PermissionDenied
@@ -64,7 +65,9 @@ def validate_play(request: PlayRequest) -> None:
     if not request.user.user_id:
         raise InvalidArgument("user.user_id", request.user.user_id, "the listener's user id")
     if request.user.tier not in (common_pb2.TIER_FREE, common_pb2.TIER_PREMIUM):
-        raise InvalidArgument("user.tier", common_pb2.Tier.Name(request.user.tier), "TIER_FREE or TIER_PREMIUM")
+        raise InvalidArgument(
+            "user.tier", common_pb2.Tier.Name(request.user.tier), "TIER_FREE or TIER_PREMIUM"
+        )
     require_market(request.user.market, "user.market")
     if not request.track_id:
         raise InvalidArgument("track_id", request.track_id, "a catalog track id")
@@ -78,9 +81,9 @@ class PlayAuthorizer:
     def __init__(
         self,
         *,
-        licensing: Downstream[licensing_grpc.LicensingServiceStub],
-        metadata: Downstream[metadata_grpc.MetadataServiceStub],
-        recommendation: Downstream[recommendation_grpc.RecommendationServiceStub],
+        licensing: Downstream[licensing_grpc.LicensingServiceAsyncStub],
+        metadata: Downstream[metadata_grpc.MetadataServiceAsyncStub],
+        recommendation: Downstream[recommendation_grpc.RecommendationServiceAsyncStub],
         signer: GrantSigner,
         popular_threshold: int,
         recommendation_budget_s: float,
@@ -94,7 +97,8 @@ class PlayAuthorizer:
 
     async def _check_license(self, track_id: str, market: str) -> None:
         response = await self._licensing.unary(
-            self._licensing.stub.CheckLicense, licensing_pb.CheckLicenseRequest(track_id=track_id, market=market)
+            self._licensing.stub.CheckLicense,
+            licensing_pb.CheckLicenseRequest(track_id=track_id, market=market),
         )
         annotate(license_allowed=response.allowed)
         if not response.allowed:
@@ -106,7 +110,9 @@ class PlayAuthorizer:
         )
         return response.track
 
-    async def _recommend(self, user: common_pb2.UserContext, track_id: str) -> tuple[list[common_pb2.Track], bool]:
+    async def _recommend(
+        self, user: common_pb2.UserContext, track_id: str
+    ) -> tuple[list[common_pb2.Track], bool]:
         left = deadlines.time_left()
         allowed_s = self._recommendation_budget_s
         if left is not None:
@@ -125,7 +131,9 @@ class PlayAuthorizer:
     ) -> tuple[recommendation_pb.GetRecommendationsResponse, metadata_pb.BatchGetTracksResponse]:
         ranked = await self._recommendation.unary(
             self._recommendation.stub.GetRecommendations,
-            recommendation_pb.GetRecommendationsRequest(user=user, seed_track_id=track_id, limit=RECOMMENDATION_COUNT),
+            recommendation_pb.GetRecommendationsRequest(
+                user=user, seed_track_id=track_id, limit=RECOMMENDATION_COUNT
+            ),
         )
         tracks = await self._metadata.unary(
             self._metadata.stub.BatchGetTracks, metadata_pb.BatchGetTracksRequest(track_ids=ranked.track_ids)
@@ -152,7 +160,9 @@ class PlayAuthorizer:
             raise group_error.exceptions[0] from None
         track = track_task.result()
 
-        rendition = choose_rendition(track.renditions, request.user.tier, request.quality, request.slow_connection)
+        rendition = choose_rendition(
+            track.renditions, request.user.tier, request.quality, request.slow_connection
+        )
         playback_id = str(uuid.uuid4())
         grant, expires_at = self._signer.sign(
             user_id=request.user.user_id,

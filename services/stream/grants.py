@@ -37,7 +37,9 @@ class Grant:
 class GrantSigner:
     """Signs and verifies grants with one shared secret."""
 
-    def __init__(self, secret: str, ttl_s: float, leeway_s: float = 5.0, clock: Callable[[], float] = time.time):
+    def __init__(
+        self, secret: str, ttl_s: float, leeway_s: float = 5.0, clock: Callable[[], float] = time.time
+    ):
         self._secret = secret
         self._ttl_s = ttl_s
         self._leeway_s = leeway_s
@@ -76,7 +78,11 @@ class GrantSigner:
             raise Unauthenticated("missing stream grant")
         try:
             claims = jwt.decode(
-                token, self._secret, algorithms=ALGORITHMS, leeway=self._leeway_s, options={"require": REQUIRED_CLAIMS}
+                token,
+                self._secret,
+                algorithms=ALGORITHMS,
+                leeway=self._leeway_s,
+                options={"require": REQUIRED_CLAIMS},
             )
         except jwt.ExpiredSignatureError:
             raise Unauthenticated("stream grant expired; call Play again") from None

@@ -37,7 +37,9 @@ class ObjectStore:
         if offset < 0:
             raise InvalidArgument("offset", offset, "a byte offset of 0 or more")
         if not 0 <= chunk_bytes <= MAX_CHUNK_BYTES:
-            raise InvalidArgument("chunk_size", chunk_bytes, f"0 (for {DEFAULT_CHUNK_BYTES}) up to {MAX_CHUNK_BYTES}")
+            raise InvalidArgument(
+                "chunk_size", chunk_bytes, f"0 (for {DEFAULT_CHUNK_BYTES}) up to {MAX_CHUNK_BYTES}"
+            )
         chunk_bytes = chunk_bytes or DEFAULT_CHUNK_BYTES
         path = self.path_of(object_key)
         total = path.stat().st_size

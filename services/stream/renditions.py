@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from backbeat.common.v1 import common_pb2
+
 from mesh.errors import NotFound
 
 TIER_CAP_KBPS = {common_pb2.TIER_FREE: 128, common_pb2.TIER_PREMIUM: 320}
@@ -22,7 +23,10 @@ def choose_rendition(
     quality: common_pb2.Quality.ValueType,
     slow_connection: bool,
 ) -> common_pb2.Rendition:
-    """Pick the highest rendition within the tier cap and requested quality, one rung lower on a slow connection."""
+    """Pick the highest rendition within the tier cap and requested quality.
+
+    On a slow connection the pick is one rung lower, unless it is already the lowest.
+    """
     ladder = sorted(renditions, key=lambda rendition: rendition.bitrate_kbps)
     if not ladder:
         raise NotFound("track has no renditions; run `backbeat setup` to encode audio")

@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from google.protobuf import timestamp_pb2
-
 from backbeat.stream.v1 import stream_service_pb2 as pb
 from backbeat.stream.v1 import stream_service_pb2_grpc as pb_grpc
+from google.protobuf import timestamp_pb2
+
 from mesh.tracing import annotate
 from services.stream.authorize import PlayAuthorizer, PlayRequest
 from services.stream.origin import ObjectStore
@@ -52,5 +52,7 @@ class StreamServicer(pb_grpc.StreamServiceServicer):
     ) -> AsyncIterator[pb.ReadRenditionResponse]:
         annotate(object_key=request.object_key, offset=request.offset)
         # NOTE: chunks are read with blocking file calls; each read is one chunk of a local file.
-        for offset, data, total in self._store.read_chunks(request.object_key, request.offset, request.chunk_size):
+        for offset, data, total in self._store.read_chunks(
+            request.object_key, request.offset, request.chunk_size
+        ):
             yield pb.ReadRenditionResponse(offset=offset, data=data, total_size=total)

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+from backbeat.user.v1 import user_service_pb2, user_service_pb2_grpc
 from pydantic import Field
 
-from backbeat.user.v1 import user_service_pb2, user_service_pb2_grpc
 from mesh.config import MeshSettings, load_settings
 from mesh.kv import open_store
 from mesh.server import ServiceDefinition, run, serve_service, start_process
@@ -19,7 +19,9 @@ class UserSettings(MeshSettings):
     """Settings of the user service."""
 
     token_ttl_s: float = Field(3600.0, gt=0, description="Lifetime of access tokens and sessions, seconds.")
-    token_leeway_s: float = Field(5.0, ge=0, le=60, description="Accepted clock skew for token times, seconds.")
+    token_leeway_s: float = Field(
+        5.0, ge=0, le=60, description="Accepted clock skew for token times, seconds."
+    )
 
 
 async def main() -> None:
@@ -36,7 +38,10 @@ async def main() -> None:
         accounts.close()
 
     definition = ServiceDefinition.of(
-        user_service_pb2.DESCRIPTOR, "UserService", user_service_pb2_grpc.add_UserServiceServicer_to_server, servicer
+        user_service_pb2.DESCRIPTOR,
+        "UserService",
+        user_service_pb2_grpc.add_UserServiceServicer_to_server,
+        servicer,
     )
     await serve_service(SERVICE, settings, [definition], cleanups=[close], tracer_provider=provider)
 

@@ -102,7 +102,10 @@ class AccountStore:
             )
 
     def verify(self, email: str, password: str) -> Account | None:
-        """Return the account when `password` matches, else None; the time taken does not reveal which part failed."""
+        """Return the account when `password` matches, else None.
+
+        An unknown email is checked against a dummy hash, so it takes as long as a wrong password.
+        """
         row = self._db.execute(
             "SELECT user_id, email, password_hash, tier, market, display_name FROM accounts WHERE email = ?",
             (email.lower(),),

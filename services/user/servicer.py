@@ -6,11 +6,11 @@ import asyncio
 from typing import Any
 
 import grpc
-from google.protobuf import timestamp_pb2
-
 from backbeat.common.v1 import common_pb2
 from backbeat.user.v1 import user_service_pb2 as pb
 from backbeat.user.v1 import user_service_pb2_grpc as pb_grpc
+from google.protobuf import timestamp_pb2
+
 from mesh.errors import InvalidArgument, Unauthenticated
 from mesh.tracing import annotate
 from services.user.accounts import AccountStore
@@ -38,7 +38,9 @@ class UserServicer(pb_grpc.UserServiceServicer):
         self._accounts = accounts
         self._sessions = sessions
 
-    async def Login(self, request: pb.LoginRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.LoginResponse:
+    async def Login(
+        self, request: pb.LoginRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.LoginResponse:
         if not request.email:
             raise InvalidArgument("email", request.email, "a non-empty account email")
         if not request.password:
@@ -64,5 +66,7 @@ class UserServicer(pb_grpc.UserServiceServicer):
         annotate(user_id=identity.user_id, user_tier=identity.tier, market=identity.market)
         return pb.ValidateSessionResponse(user=identity_to_proto(identity))
 
-    async def Logout(self, request: pb.LogoutRequest, context: grpc.aio.ServicerContext[Any, Any]) -> pb.LogoutResponse:
+    async def Logout(
+        self, request: pb.LogoutRequest, context: grpc.aio.ServicerContext[Any, Any]
+    ) -> pb.LogoutResponse:
         return pb.LogoutResponse(revoked=await self._sessions.revoke(request.access_token))

@@ -72,7 +72,9 @@ class SessionManager:
         identity = Identity(account.user_id, account.tier, account.market, account.display_name, session_id)
         claims = {"sub": account.user_id, "sid": session_id, "iat": int(now), "exp": int(now + self._ttl_s)}
         token = jwt.encode(claims, self._secret, algorithm=ALGORITHMS[0])
-        await self._store.set(SESSION_KEY.format(session_id), json.dumps(asdict(identity)).encode(), self._ttl_s)
+        await self._store.set(
+            SESSION_KEY.format(session_id), json.dumps(asdict(identity)).encode(), self._ttl_s
+        )
         logger.info("session %s opened for user %s", session_id, account.user_id)
         return IssuedToken(token, now + self._ttl_s, identity)
 
