@@ -18,14 +18,25 @@ from mesh.errors import ResourceExhausted
 logger = logging.getLogger(__name__)
 
 
+def limits_redis_uri(redis_url: str) -> str:
+    """Spell a redis-py URL the way the limits package expects ("redis+unix://" for sockets)."""
+    if redis_url.startswith("unix://"):
+        return "redis+unix://" + redis_url.removeprefix("unix://")
+    return redis_url
+
+
 class UserRateLimiter:
     """Allows `per_minute` requests per user in any one-minute window."""
 
-    def __init__(self, per_minute: int, redis_url: str | None = None) -> None:
+    def __init__(self, per_minute: int, redis_url: str | None = None, redis_timeout_s: float = 0.05) -> None:
         storage: Storage
         if redis_url:
             storage = RedisStorage(
-                redis_url, implementation="redispy", key_prefix="backbeat:gateway:ratelimit"
+                limits_redis_uri(redis_url),
+                implementation="redispy",
+                key_prefix="backbeat:gateway:ratelimit",
+                socket_timeout=redis_timeout_s,
+                socket_connect_timeout=redis_timeout_s,
             )
         else:
             storage = MemoryStorage()

@@ -9,6 +9,7 @@ import threading
 import time
 from collections.abc import Iterator
 from concurrent import futures
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -43,10 +44,10 @@ def state(data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> StatePath
     return StatePaths(root)
 
 
-@pytest.fixture
-def redis_url(tmp_path: Path) -> Iterator[str]:
-    """A private redis-server on a Unix socket, so no TCP port can clash; stopped after the test."""
-    socket_path = tmp_path / "redis.sock"
+@contextmanager
+def private_redis(folder: Path) -> Iterator[str]:
+    """Run a redis-server on a Unix socket in `folder`, so no TCP port can clash; yield its URL."""
+    socket_path = folder / "redis.sock"
     process = subprocess.Popen(
         [
             "redis-server",
@@ -59,7 +60,7 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
             "--appendonly",
             "no",
             "--dir",
-            str(tmp_path),
+            str(folder),
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
@@ -70,9 +71,18 @@ def redis_url(tmp_path: Path) -> Iterator[str]:
             process.kill()
             pytest.fail("redis-server did not start; is the redis-server package installed?")
         time.sleep(0.01)
-    yield f"unix://{socket_path}"
-    process.terminate()
-    process.wait(timeout=10)
+    try:
+        yield f"unix://{socket_path}"
+    finally:
+        process.terminate()
+        process.wait(timeout=10)
+
+
+@pytest.fixture
+def redis_url(tmp_path: Path) -> Iterator[str]:
+    """A private redis-server for one test."""
+    with private_redis(tmp_path) as url:
+        yield url
 
 
 @dataclass(frozen=True)

@@ -98,7 +98,8 @@ async def main() -> None:
     connector = Connector.from_settings(SERVICE, settings)
     backends = connect_backends(connector, settings)
     authenticator = Authenticator(
-        backends.users, UserRateLimiter(settings.rate_limit_per_minute, settings.redis_url)
+        backends.users,
+        UserRateLimiter(settings.rate_limit_per_minute, settings.redis_url, settings.redis_timeout_s),
     )
     servicer = GatewayServicer(
         backends,
