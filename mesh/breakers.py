@@ -13,6 +13,8 @@ import logging
 import grpc
 import pybreaker
 
+from mesh.metrics import BREAKER_OPEN
+
 logger = logging.getLogger(__name__)
 
 COUNTED_CODES = frozenset(
@@ -45,6 +47,7 @@ class _StateLogger(pybreaker.CircuitBreakerListener):
         new_state: pybreaker.CircuitBreakerState,
     ) -> None:
         previous = old_state.name if old_state else "none"
+        BREAKER_OPEN.labels(str(breaker.name)).set(0 if new_state.name == pybreaker.STATE_CLOSED else 1)
         logger.warning("circuit breaker %s changed from %s to %s", breaker.name, previous, new_state.name)
 
 

@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 from typing import Any
 
 import grpc
+
+logger = logging.getLogger(__name__)
 
 # Clients ping at most every 30 s; servers accept pings down to 20 s apart
 # (SERVER_OPTIONS in mesh.server), so keepalive never trips the server's
@@ -56,6 +60,17 @@ class ChannelPool:
             channel = grpc.aio.insecure_channel(address, options=options)
             self._channels[key] = channel
         return channel
+
+    async def connect_all(self, timeout_s: float) -> None:
+        """Wait up to `timeout_s` for every channel to connect; unreachable targets are logged, not fatal."""
+
+        async def connect(address: str, channel: grpc.aio.Channel) -> None:
+            try:
+                await asyncio.wait_for(channel.channel_ready(), timeout_s)
+            except TimeoutError:
+                logger.warning("%s not reachable within %.1f s; calls will connect on demand", address, timeout_s)
+
+        await asyncio.gather(*(connect(address, channel) for (address, _), channel in self._channels.items()))
 
     async def close(self) -> None:
         """Close every channel, cancelling calls still running on them."""

@@ -11,8 +11,8 @@ from typing import Annotated
 
 import grpc
 import typer
-from backbeat.common.v1 import common_pb2
 
+from backbeat.common.v1 import common_pb2
 from mesh.config import MeshSettings, SettingsError, load_settings
 from mesh.launcher import TOPOLOGY, LaunchError, Mesh
 

@@ -13,6 +13,7 @@ import asyncio
 import logging
 import time
 from collections.abc import AsyncIterator, Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any, Generic, TypeVar
 
 import grpc
@@ -51,6 +52,8 @@ class Downstream(Generic[StubT]):
         budget_s: float,
         margin_s: float,
         clock: Callable[[], float] = time.monotonic,
+        use_breaker: bool = True,
+        use_deadline: bool = True,
     ) -> None:
         self.target = target
         self.stub = stub_class(channel)
@@ -60,6 +63,16 @@ class Downstream(Generic[StubT]):
         self._budget_s = budget_s
         self._margin_s = margin_s
         self._clock = clock
+        self._use_breaker = use_breaker
+        self._use_deadline = use_deadline
+
+    def _guard(self) -> AbstractContextManager[object]:
+        return self.breaker.calling() if self._use_breaker else nullcontext()
+
+    def _timeout(self, budget_s: float | None, name: str) -> float | None:
+        if not self._use_deadline:
+            return None
+        return deadlines.outgoing_timeout(budget_s or self._budget_s, self._margin_s, name, self._clock)
 
     def _span_name(self, method: object) -> str:
         return f"{self._service}/{self._method_names.get(id(method), 'unknown')}"
@@ -86,17 +99,18 @@ class Downstream(Generic[StubT]):
     ) -> ResponseT:
         """Call a unary method of the target within the hop budget."""
         name = self._span_name(method)
-        timeout = deadlines.outgoing_timeout(budget_s or self._budget_s, self._margin_s, name, self._clock)
+        timeout = self._timeout(budget_s, name)
         attributes: dict[str, AttributeValue] = {
             "rpc.system": "grpc",
             "rpc.service": self._service,
             "backbeat.peer.service": self.target,
             "backbeat.breaker.state": self.breaker.current_state,
-            "backbeat.timeout_ms": round(timeout * 1000, 1),
         }
+        if timeout is not None:
+            attributes["backbeat.timeout_ms"] = round(timeout * 1000, 1)
         with tracer.start_as_current_span(name, kind=trace.SpanKind.CLIENT, attributes=attributes) as span:
             try:
-                with self.breaker.calling():
+                with self._guard():
                     response = await method(request, timeout=timeout, metadata=outgoing_metadata())
             except pybreaker.CircuitBreakerError:
                 raise self._open_circuit(span) from None
@@ -131,7 +145,7 @@ class Downstream(Generic[StubT]):
         metadata = outgoing_metadata(trace.set_span_in_context(span))
         call: Any = None
         try:
-            with self.breaker.calling():
+            with self._guard():
                 call = method(request, metadata=metadata)
                 first = await asyncio.wait_for(call.read(), timeout=first_message_timeout_s)
             if first is grpc.aio.EOF:
@@ -159,17 +173,33 @@ class Downstream(Generic[StubT]):
 class Connector:
     """Creates the Downstreams of one calling service over a shared channel pool and breaker registry."""
 
-    def __init__(self, caller: str, breakers: BreakerRegistry, margin_s: float) -> None:
+    def __init__(
+        self,
+        caller: str,
+        breakers: BreakerRegistry,
+        margin_s: float,
+        *,
+        use_breakers: bool = True,
+        use_deadlines: bool = True,
+    ) -> None:
         self.caller = caller
         self.breakers = breakers
         self._margin_s = margin_s
+        self._use_breakers = use_breakers
+        self._use_deadlines = use_deadlines
         self._channels = ChannelPool()
 
     @classmethod
     def from_settings(cls, caller: str, settings: MeshSettings) -> Connector:
         """Return a Connector with the breaker and deadline settings of `settings`."""
         breakers = BreakerRegistry(settings.breaker_fail_max, settings.breaker_reset_s)
-        return cls(caller, breakers, settings.deadline_margin_s)
+        return cls(
+            caller,
+            breakers,
+            settings.deadline_margin_s,
+            use_breakers=settings.breakers,
+            use_deadlines=settings.deadlines,
+        )
 
     def connect(
         self,
@@ -193,7 +223,13 @@ class Connector:
             breakers=self.breakers,
             budget_s=budget_s,
             margin_s=self._margin_s,
+            use_breaker=self._use_breakers,
+            use_deadline=self._use_deadlines,
         )
+
+    async def warm_up(self, timeout_s: float = 2.0) -> None:
+        """Connect every channel now, so the first calls do not pay for connection setup."""
+        await self._channels.connect_all(timeout_s)
 
     async def close(self) -> None:
         """Close every channel."""

@@ -53,6 +53,12 @@ class MeshSettings(BaseSettings):
     secret: str = Field(
         DEV_SECRET, min_length=32, description="HMAC key for access tokens and stream grants."
     )
+    metrics_port: int | None = Field(
+        None, ge=0, le=65535, description="HTTP port of /metrics; unset for none."
+    )
+    tracing: bool = Field(True, description="Record spans; off only to measure what tracing costs.")
+    breakers: bool = Field(True, description="Guard downstream calls with breakers; off only for benchmarks.")
+    deadlines: bool = Field(True, description="Give downstream calls deadlines; off only for benchmarks.")
 
 
 SettingsT = TypeVar("SettingsT", bound=MeshSettings)

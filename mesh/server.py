@@ -23,10 +23,15 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 from opentelemetry.sdk.trace import TracerProvider
+from prometheus_client import start_http_server
 
+from backbeat.admin.v1 import admin_service_pb2, admin_service_pb2_grpc
+from mesh.admin import AdminServicer
 from mesh.config import MeshSettings, SettingsError
+from mesh.faults import FaultRegistry
 from mesh.interceptors import server_interceptors
 from mesh.logs import configure_logging
+from mesh.metrics import REGISTRY
 from mesh.tracing import configure_tracing, shutdown_tracing
 
 logger = logging.getLogger(__name__)
@@ -95,9 +100,24 @@ def build_server(
     host: str = "127.0.0.1",
     port: int = 0,
     cleanups: Sequence[Cleanup] = (),
+    *,
+    faults: FaultRegistry | None = None,
+    tracing: bool = True,
 ) -> BuiltServer:
-    """Assemble and bind a server for `service`; port 0 binds a free port."""
-    server = grpc.aio.server(interceptors=server_interceptors(service), options=SERVER_OPTIONS)
+    """Assemble and bind a server for `service` with its admin service; port 0 binds a free port."""
+    faults = faults or FaultRegistry()
+    server = grpc.aio.server(
+        interceptors=server_interceptors(service, faults, tracing), options=SERVER_OPTIONS
+    )
+    definitions = [
+        *definitions,
+        ServiceDefinition.of(
+            admin_service_pb2.DESCRIPTOR,
+            "AdminService",
+            admin_service_pb2_grpc.add_AdminServiceServicer_to_server,
+            AdminServicer(faults),
+        ),
+    ]
     for definition in definitions:
         definition.register(server)
 
@@ -158,7 +178,12 @@ async def serve_service(
     tracer_provider: TracerProvider | None = None,
 ) -> None:
     """Build, bind and serve `definitions` with the host, port and drain time from `settings`."""
-    built = build_server(service, definitions, settings.host, settings.port, cleanups)
+    built = build_server(
+        service, definitions, settings.host, settings.port, cleanups, tracing=settings.tracing
+    )
+    if settings.metrics_port is not None:
+        start_http_server(settings.metrics_port, addr=settings.host, registry=REGISTRY)
+        logger.info("%s metrics at http://%s:%d/metrics", service, settings.host, settings.metrics_port)
     await serve(
         built,
         host=settings.host,
@@ -168,10 +193,10 @@ async def serve_service(
     )
 
 
-def start_process(service: str, settings: MeshSettings) -> TracerProvider:
-    """Configure JSON logging and tracing for a service process; return the tracer provider."""
+def start_process(service: str, settings: MeshSettings) -> TracerProvider | None:
+    """Configure JSON logging and, unless switched off, tracing; return the tracer provider."""
     configure_logging(service, settings.log_level)
-    return configure_tracing(service)
+    return configure_tracing(service) if settings.tracing else None
 
 
 def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:

@@ -11,7 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Iterable, Sequence
 
 from opentelemetry import context as otel_context
 from opentelemetry import propagate, trace
@@ -101,8 +101,3 @@ def current_trace_id() -> str:
     """Return the current trace id as 32 hex digits, or an empty string outside a trace."""
     span_context = trace.get_current_span().get_span_context()
     return format(span_context.trace_id, "032x") if span_context.is_valid else ""
-
-
-def span_attributes(values: Mapping[str, AttributeValue]) -> dict[str, AttributeValue]:
-    """Prefix attribute names with the backbeat namespace."""
-    return {f"backbeat.{key}": value for key, value in values.items()}

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from backbeat.edge.v1 import edge_service_pb2, edge_service_pb2_grpc
-from backbeat.stream.v1 import stream_service_pb2, stream_service_pb2_grpc
 from pydantic import Field
 
+from backbeat.edge.v1 import edge_service_pb2, edge_service_pb2_grpc
+from backbeat.stream.v1 import stream_service_pb2, stream_service_pb2_grpc
 from mesh.client import Connector
 from mesh.config import MeshSettings, load_settings
 from mesh.server import ServiceDefinition, run, serve_service, start_process
@@ -53,6 +53,7 @@ async def main() -> None:
         edge_service_pb2_grpc.add_EdgeServiceServicer_to_server,
         EdgeServicer(delivery),
     )
+    await connector.warm_up()
     await serve_service(SERVICE, settings, [definition], cleanups=[connector.close], tracer_provider=provider)
 
 

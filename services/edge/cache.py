@@ -13,6 +13,8 @@ from dataclasses import dataclass
 
 from cachetools import TLRUCache
 
+from mesh.metrics import count_cache_lookup
+
 POPULAR_TTL_S = 7 * 24 * 3600.0
 DEFAULT_TTL_S = 24 * 3600.0
 
@@ -54,6 +56,7 @@ class ChunkCache:
     def get(self, object_key: str, index: int) -> CachedChunk | None:
         """Return a cached chunk and count a hit or a miss."""
         chunk = self._chunks.get((object_key, index))
+        count_cache_lookup("edge_chunk", hit=chunk is not None)
         if chunk is None:
             self.stats.misses += 1
         else:

@@ -15,7 +15,6 @@ from dataclasses import dataclass
 
 from backbeat.stream.v1 import stream_service_pb2 as stream_pb
 from backbeat.stream.v1 import stream_service_pb2_grpc as stream_grpc
-
 from mesh.client import Downstream
 from mesh.errors import InvalidArgument, OutOfRange
 from mesh.tracing import annotate

@@ -6,9 +6,9 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
+
 from backbeat.edge.v1 import edge_service_pb2 as pb
 from backbeat.edge.v1 import edge_service_pb2_grpc as pb_grpc
-
 from services.edge.delivery import AudioDelivery
 
 

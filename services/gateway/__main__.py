@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from backbeat.gateway.v1 import gateway_service_pb2, gateway_service_pb2_grpc
 from backbeat.licensing.v1 import licensing_service_pb2, licensing_service_pb2_grpc
 from backbeat.metadata.v1 import metadata_service_pb2, metadata_service_pb2_grpc
 from backbeat.recommendation.v1 import recommendation_service_pb2, recommendation_service_pb2_grpc
 from backbeat.stream.v1 import stream_service_pb2, stream_service_pb2_grpc
 from backbeat.user.v1 import user_service_pb2, user_service_pb2_grpc
-from pydantic import Field
-
 from mesh.client import Connector
 from mesh.config import MeshSettings, load_settings
 from mesh.ratelimit import UserRateLimiter
@@ -115,6 +115,7 @@ async def main() -> None:
         gateway_service_pb2_grpc.add_GatewayServiceServicer_to_server,
         servicer,
     )
+    await connector.warm_up()
     await serve_service(SERVICE, settings, [definition], cleanups=[connector.close], tracer_provider=provider)
 
 

@@ -7,7 +7,6 @@ from collections.abc import Iterable
 from backbeat.common.v1 import common_pb2
 from backbeat.user.v1 import user_service_pb2 as user_pb
 from backbeat.user.v1 import user_service_pb2_grpc as user_grpc
-
 from mesh.client import Downstream
 from mesh.errors import Unauthenticated
 from mesh.ratelimit import UserRateLimiter

@@ -12,12 +12,12 @@ from dataclasses import dataclass, field
 from typing import BinaryIO
 
 import grpc
+from opentelemetry import trace
+
 from backbeat.common.v1 import common_pb2
 from backbeat.edge.v1 import edge_service_pb2, edge_service_pb2_grpc
 from backbeat.gateway.v1 import gateway_service_pb2 as pb
 from backbeat.gateway.v1 import gateway_service_pb2_grpc as pb_grpc
-from opentelemetry import trace
-
 from mesh.channels import CLIENT_OPTIONS
 from mesh.tracing import outgoing_metadata
 

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import grpc
+
 from backbeat.common.v1 import common_pb2
 from backbeat.gateway.v1 import gateway_service_pb2 as pb
 from backbeat.gateway.v1 import gateway_service_pb2_grpc as pb_grpc
@@ -20,7 +21,6 @@ from backbeat.stream.v1 import stream_service_pb2 as stream_pb
 from backbeat.stream.v1 import stream_service_pb2_grpc as stream_grpc
 from backbeat.user.v1 import user_service_pb2 as user_pb
 from backbeat.user.v1 import user_service_pb2_grpc as user_grpc
-
 from mesh import deadlines
 from mesh.client import Downstream
 from mesh.errors import InvalidArgument

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from backbeat.licensing.v1 import licensing_service_pb2, licensing_service_pb2_grpc
-
 from mesh.config import MeshSettings, load_settings
 from mesh.server import ServiceDefinition, run, serve_service, start_process
 from services.licensing.ledger import Ledger

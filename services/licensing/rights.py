@@ -70,12 +70,14 @@ class Decision:
 
 
 class Rights:
-    """Answers licensing questions from the stored rights."""
+    """Answers licensing questions from the stored rights, loaded into memory at start."""
 
     def __init__(self, database: Path) -> None:
         if not database.is_file():
             raise FileNotFoundError(f"rights database not found: {database}; run `backbeat setup` first")
         self._db = sqlite3.connect(f"file:{database}?mode=ro", uri=True, check_same_thread=False)
+        self._albums: dict[str, str] = dict(self._db.execute("SELECT track_id, album_id FROM track_albums"))
+        self._withheld: set[tuple[str, str]] = set(self._db.execute("SELECT album_id, market FROM withheld"))
 
     def close(self) -> None:
         """Close the database."""
@@ -85,7 +87,6 @@ class Rights:
         """Decide one track; NotFound when it has no rights records."""
         if not track_id:
             raise InvalidArgument("track_id", track_id, "a catalog track id")
-        require_market(market)
         decision = self.check_many([track_id], market)[0]
         if decision.reason == "unknown_track":
             raise NotFound(f"track {track_id!r} has no rights records")
@@ -96,33 +97,15 @@ class Rights:
         require_market(market)
         if len(track_ids) > MAX_BATCH:
             raise InvalidArgument("track_ids", f"{len(track_ids)} ids", f"at most {MAX_BATCH} ids")
-        if not track_ids:
-            return []
+        return [self._decide(track_id, market) for track_id in track_ids]
 
-        placeholders = ", ".join("?" * len(track_ids))
-        rows = self._db.execute(
-            "SELECT t.track_id, t.album_id, w.market IS NOT NULL FROM track_albums t "
-            "LEFT JOIN withheld w ON w.album_id = t.album_id AND w.market = ? "
-            f"WHERE t.track_id IN ({placeholders})",
-            [market, *track_ids],
-        ).fetchall()
-        known = {track_id: (album_id, bool(withheld)) for track_id, album_id, withheld in rows}
-
-        decisions = []
-        for track_id in track_ids:
-            if track_id not in known:
-                decisions.append(
-                    Decision(track_id, False, "unknown_track", f"track {track_id} has no rights records")
-                )
-                continue
-            album_id, withheld = known[track_id]
-            if withheld:
-                decisions.append(
-                    Decision(track_id, False, "album_withheld", f"album {album_id} is withheld in {market}")
-                )
-            else:
-                decisions.append(Decision(track_id, True, "licensed", f"licensed in {market}"))
-        return decisions
+    def _decide(self, track_id: str, market: str) -> Decision:
+        album_id = self._albums.get(track_id)
+        if album_id is None:
+            return Decision(track_id, False, "unknown_track", f"track {track_id} has no rights records")
+        if (album_id, market) in self._withheld:
+            return Decision(track_id, False, "album_withheld", f"album {album_id} is withheld in {market}")
+        return Decision(track_id, True, "licensed", f"licensed in {market}")
 
     def withheld_tracks(self, market: str, limit: int = 10) -> list[str]:
         """Return ids of tracks withheld in `market`, ordered by id."""

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+
 from backbeat.licensing.v1 import licensing_service_pb2 as pb
 from backbeat.licensing.v1 import licensing_service_pb2_grpc as pb_grpc
-
 from mesh.errors import InvalidArgument
 from mesh.tracing import annotate
 from services.licensing.ledger import Ledger, PlaybackReport

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 from backbeat.metadata.v1 import metadata_service_pb2, metadata_service_pb2_grpc
-
 from mesh.config import MeshSettings, load_settings
 from mesh.kv import open_store
 from mesh.server import ServiceDefinition, run, serve_service, start_process

@@ -5,9 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import grpc
+
 from backbeat.metadata.v1 import metadata_service_pb2 as pb
 from backbeat.metadata.v1 import metadata_service_pb2_grpc as pb_grpc
-
 from mesh.tracing import annotate
 from services.metadata.tracks import TrackLookup
 

@@ -12,14 +12,15 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from backbeat.common.v1 import common_pb2
-
 from mesh.errors import InvalidArgument, NotFound
 from mesh.kv import KeyValueStore, StoreUnavailable
+from mesh.metrics import count_cache_lookup
 from services.metadata.catalog import Catalog, TrackRecord
 
 logger = logging.getLogger(__name__)
 
 CACHE_KEY = "backbeat:metadata:track:{}"
+CACHE_NAME = "metadata_track"
 CACHE_TTL_S = 24 * 3600.0
 MAX_BATCH = 100
 
@@ -71,6 +72,14 @@ class CacheCounters:
     hits: int = 0
     misses: int = 0
 
+    def record(self, hit: bool) -> None:
+        """Count one lookup here and in the process metrics."""
+        if hit:
+            self.hits += 1
+        else:
+            self.misses += 1
+        count_cache_lookup(CACHE_NAME, hit)
+
     @property
     def hit_ratio(self) -> float:
         total = self.hits + self.misses
@@ -107,11 +116,10 @@ class TrackLookup:
             raise InvalidArgument("track_id", track_id, "a catalog track id")
 
         cached = await self._cached(track_id)
+        self.counters.record(hit=cached is not None)
         if cached is not None:
-            self.counters.hits += 1
             return cached, True
 
-        self.counters.misses += 1
         record = self._catalog.get(track_id)
         if record is None:
             raise NotFound(f"track {track_id!r} not found in the catalog")
@@ -127,11 +135,10 @@ class TrackLookup:
         found: dict[str, common_pb2.Track] = {}
         for track_id in track_ids:
             cached = await self._cached(track_id) if track_id else None
+            self.counters.record(hit=cached is not None)
             if cached is not None:
-                self.counters.hits += 1
                 found[track_id] = cached
         missing_ids = [track_id for track_id in track_ids if track_id not in found]
-        self.counters.misses += len(missing_ids)
         for track_id, record in self._catalog.get_many(missing_ids).items():
             found[track_id] = track_to_proto(record)
             await self._remember(found[track_id])

@@ -2,10 +2,10 @@
 
 from __future__ import annotations
 
-from backbeat.licensing.v1 import licensing_service_pb2, licensing_service_pb2_grpc
-from backbeat.recommendation.v1 import recommendation_service_pb2, recommendation_service_pb2_grpc
 from pydantic import Field
 
+from backbeat.licensing.v1 import licensing_service_pb2, licensing_service_pb2_grpc
+from backbeat.recommendation.v1 import recommendation_service_pb2, recommendation_service_pb2_grpc
 from mesh.client import Connector
 from mesh.config import MeshSettings, load_settings
 from mesh.server import ServiceDefinition, run, serve_service, start_process
@@ -28,6 +28,7 @@ async def main() -> None:
     provider = start_process(SERVICE, settings)
 
     recommender = Recommender(load_model(settings.state_dir / "recommendation" / "model.npz"))
+    recommender.warm_up()
     connector = Connector.from_settings(SERVICE, settings)
     licensing = connector.connect(
         "licensing",
@@ -43,6 +44,7 @@ async def main() -> None:
         recommendation_service_pb2_grpc.add_RecommendationServiceServicer_to_server,
         RecommendationServicer(recommender, licensing),
     )
+    await connector.warm_up()
     await serve_service(SERVICE, settings, [definition], cleanups=[connector.close], tracer_provider=provider)
 
 

@@ -90,6 +90,11 @@ class Recommender:
                 break
         return chosen
 
+    def warm_up(self) -> None:
+        """Rank once, so the first request does not pay for loading the numeric kernels."""
+        if len(self.model.track_ids):
+            self.candidates("", str(self.model.track_ids[0]), 10)
+
     def fallback(self, genre: str | None) -> list[str]:
         """Return the most popular tracks of `genre`, or of all genres for None."""
         if genre is not None and genre not in self.model.genres:

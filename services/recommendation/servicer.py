@@ -11,12 +11,12 @@ import logging
 from typing import Any
 
 import grpc
+
 from backbeat.common.v1 import common_pb2
 from backbeat.licensing.v1 import licensing_service_pb2 as licensing_pb
 from backbeat.licensing.v1 import licensing_service_pb2_grpc as licensing_grpc
 from backbeat.recommendation.v1 import recommendation_service_pb2 as pb
 from backbeat.recommendation.v1 import recommendation_service_pb2_grpc as pb_grpc
-
 from mesh.client import Downstream
 from mesh.errors import InvalidArgument
 from mesh.tracing import annotate

@@ -2,12 +2,12 @@
 
 from __future__ import annotations
 
+from pydantic import Field
+
 from backbeat.licensing.v1 import licensing_service_pb2, licensing_service_pb2_grpc
 from backbeat.metadata.v1 import metadata_service_pb2, metadata_service_pb2_grpc
 from backbeat.recommendation.v1 import recommendation_service_pb2, recommendation_service_pb2_grpc
 from backbeat.stream.v1 import stream_service_pb2, stream_service_pb2_grpc
-from pydantic import Field
-
 from mesh.client import Connector
 from mesh.config import MeshSettings, load_settings
 from mesh.server import ServiceDefinition, run, serve_service, start_process
@@ -82,6 +82,7 @@ async def main() -> None:
         stream_service_pb2_grpc.add_StreamServiceServicer_to_server,
         servicer,
     )
+    await connector.warm_up()
     await serve_service(SERVICE, settings, [definition], cleanups=[connector.close], tracer_provider=provider)
 
 

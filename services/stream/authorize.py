@@ -21,7 +21,6 @@ from backbeat.metadata.v1 import metadata_service_pb2 as metadata_pb
 from backbeat.metadata.v1 import metadata_service_pb2_grpc as metadata_grpc
 from backbeat.recommendation.v1 import recommendation_service_pb2 as recommendation_pb
 from backbeat.recommendation.v1 import recommendation_service_pb2_grpc as recommendation_grpc
-
 from mesh import deadlines
 from mesh.client import Downstream
 from mesh.errors import BackbeatError, InvalidArgument, PermissionDenied

@@ -5,7 +5,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 
 from backbeat.common.v1 import common_pb2
-
 from mesh.errors import NotFound
 
 TIER_CAP_KBPS = {common_pb2.TIER_FREE: 128, common_pb2.TIER_PREMIUM: 320}

@@ -6,10 +6,10 @@ from collections.abc import AsyncIterator
 from typing import Any
 
 import grpc
-from backbeat.stream.v1 import stream_service_pb2 as pb
-from backbeat.stream.v1 import stream_service_pb2_grpc as pb_grpc
 from google.protobuf import timestamp_pb2
 
+from backbeat.stream.v1 import stream_service_pb2 as pb
+from backbeat.stream.v1 import stream_service_pb2_grpc as pb_grpc
 from mesh.tracing import annotate
 from services.stream.authorize import PlayAuthorizer, PlayRequest
 from services.stream.origin import ObjectStore

@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
-from backbeat.user.v1 import user_service_pb2, user_service_pb2_grpc
 from pydantic import Field
 
+from backbeat.user.v1 import user_service_pb2, user_service_pb2_grpc
 from mesh.config import MeshSettings, load_settings
 from mesh.kv import open_store
 from mesh.server import ServiceDefinition, run, serve_service, start_process

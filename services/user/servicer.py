@@ -6,11 +6,11 @@ import asyncio
 from typing import Any
 
 import grpc
+from google.protobuf import timestamp_pb2
+
 from backbeat.common.v1 import common_pb2
 from backbeat.user.v1 import user_service_pb2 as pb
 from backbeat.user.v1 import user_service_pb2_grpc as pb_grpc
-from google.protobuf import timestamp_pb2
-
 from mesh.errors import InvalidArgument, Unauthenticated
 from mesh.tracing import annotate
 from services.user.accounts import AccountStore

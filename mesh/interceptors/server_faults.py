@@ -1,0 +1,71 @@
+"""Fault injection: delays and errors from the process's fault rules, recorded on the span."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import AsyncIterator
+from typing import Any
+
+import grpc
+
+from mesh.faults import FaultDecision, FaultRegistry
+from mesh.interceptors._handlers import (
+    Continuation,
+    Handler,
+    StreamBehaviour,
+    UnaryBehaviour,
+    is_infrastructure,
+    wrap_handler,
+)
+from mesh.tracing import annotate
+
+logger = logging.getLogger(__name__)
+
+
+async def _apply(decision: FaultDecision, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> None:
+    annotate(fault_delay_ms=round(decision.delay_s * 1000, 1))
+    if decision.delay_s > 0:
+        await asyncio.sleep(decision.delay_s)
+    if decision.error is not None:
+        annotate(fault_error=decision.error.name)
+        logger.info("injected fault on %s: %s", method, decision.error.name)
+        await context.abort(decision.error, f"injected fault: {decision.error.name}")
+
+
+class ServerFaultInterceptor(grpc.aio.ServerInterceptor):
+    """Delays or fails calls as the fault rules say; does nothing while there are no rules."""
+
+    def __init__(self, faults: FaultRegistry) -> None:
+        self._faults = faults
+
+    async def intercept_service(
+        self,
+        continuation: Continuation,
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or is_infrastructure(method):
+            return handler
+
+        def wrap_unary(behaviour: UnaryBehaviour) -> UnaryBehaviour:
+            async def faulty(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+                decision = self._faults.decide(method)
+                if decision is not None:
+                    await _apply(decision, method, context)
+                return await behaviour(request, context)
+
+            return faulty
+
+        def wrap_stream(behaviour: StreamBehaviour) -> StreamBehaviour:
+            async def faulty(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+                decision = self._faults.decide(method)
+                if decision is not None:
+                    await _apply(decision, method, context)
+                async for message in behaviour(request, context):
+                    yield message
+
+            return faulty
+
+        return wrap_handler(handler, wrap_unary, wrap_stream)
