@@ -68,7 +68,9 @@ class ChannelPool:
             try:
                 await asyncio.wait_for(channel.channel_ready(), timeout_s)
             except TimeoutError:
-                logger.warning("%s not reachable within %.1f s; calls will connect on demand", address, timeout_s)
+                logger.warning(
+                    "%s unreachable at start after %.1f s; calls connect on demand", address, timeout_s
+                )
 
         await asyncio.gather(*(connect(address, channel) for (address, _), channel in self._channels.items()))
 

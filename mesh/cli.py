@@ -183,6 +183,32 @@ def play(
     raise typer.Exit(asyncio.run(_play(query, gateway, email, password, out, quality, slow, timeout)))
 
 
+@app.command()
+def bench(
+    duration: Annotated[float, typer.Option(help="Seconds of load per measured phase.")] = 20.0,
+    rate: Annotated[float, typer.Option(help="Plays per second in the open-loop phase.")] = 100.0,
+    concurrency: Annotated[int, typer.Option(help="Concurrent listeners in the closed-loop phases.")] = 16,
+    listeners: Annotated[int, typer.Option(help="Generated listeners besides the demo accounts.")] = 32,
+    out: Annotated[Path, typer.Option(help="Folder for results.json and latency.png.")] = Path(
+        "bench-results"
+    ),
+    smoke: Annotated[bool, typer.Option(help="A run of a few seconds that only checks the output.")] = False,
+) -> None:
+    """Benchmark the mesh against a bare gRPC echo floor; print the table, write JSON and a plot."""
+    from bench.report import format_table
+    from bench.run import BenchConfig, run_bench, write_results
+    from services.setup import StatePaths
+
+    settings = _settings()
+    config = BenchConfig(duration, rate, concurrency, listeners, 3.0, out)
+    if smoke:
+        config = BenchConfig(1.5, 20.0, 4, 2, 0.5, out)
+    results = asyncio.run(run_bench(config, StatePaths(settings.state_dir)))
+    json_path, png_path = write_results(results, out)
+    typer.echo(format_table(results))
+    typer.echo(f"results: {json_path}\nplot: {png_path}")
+
+
 def main() -> None:
     """Entry point of `python -m mesh.cli`."""
     app(prog_name="backbeat")

@@ -111,7 +111,7 @@ class RedisStore:
             raise self._unavailable("DEL", key, error) from error
 
     async def close(self) -> None:
-        await self._redis.aclose()
+        await self._redis.aclose(close_connection_pool=True)
 
 
 def open_store(redis_url: str | None, timeout_s: float, max_entries: int = 100_000) -> KeyValueStore:

@@ -99,6 +99,11 @@ class Rights:
             raise InvalidArgument("track_ids", f"{len(track_ids)} ids", f"at most {MAX_BATCH} ids")
         return [self._decide(track_id, market) for track_id in track_ids]
 
+    def check_many_unbounded(self, track_ids: Sequence[str], market: str) -> list[bool]:
+        """Return whether each track is licensed in `market`, with no batch limit; for offline tools."""
+        require_market(market)
+        return [self._decide(track_id, market).allowed for track_id in track_ids]
+
     def _decide(self, track_id: str, market: str) -> Decision:
         album_id = self._albums.get(track_id)
         if album_id is None:

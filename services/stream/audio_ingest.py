@@ -52,7 +52,7 @@ from pathlib import Path
 from typing import Any, Final
 
 import av
-from tqdm import tqdm  # type: ignore[import-untyped]
+from tqdm import tqdm
 
 logger = logging.getLogger(__name__)
 
