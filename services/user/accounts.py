@@ -84,22 +84,30 @@ class AccountStore:
         self._db.close()
 
     def upsert(self, account: Account, password: str) -> None:
-        """Create or replace an account with a fresh hash of `password`."""
+        """Create the account or update the one with the same user id, with a fresh hash of `password`.
+
+        Raises ValueError when the email belongs to another user id.
+        """
         if account.tier not in TIERS:
             raise ValueError(f"invalid tier {account.tier!r}: expected one of {', '.join(TIERS)}")
         require_market(account.market)
-        with self._db:
-            self._db.execute(
-                "INSERT OR REPLACE INTO accounts VALUES (?, ?, ?, ?, ?, ?)",
-                (
-                    account.user_id,
-                    account.email.lower(),
-                    self._hasher.hash(password),
-                    account.tier,
-                    account.market,
-                    account.display_name,
-                ),
-            )
+        try:
+            with self._db:
+                self._db.execute(
+                    "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (user_id) DO UPDATE SET "
+                    "email = excluded.email, password_hash = excluded.password_hash, tier = excluded.tier, "
+                    "market = excluded.market, display_name = excluded.display_name",
+                    (
+                        account.user_id,
+                        account.email.lower(),
+                        self._hasher.hash(password),
+                        account.tier,
+                        account.market,
+                        account.display_name,
+                    ),
+                )
+        except sqlite3.IntegrityError:
+            raise ValueError(f"email {account.email!r} already belongs to another account") from None
 
     def verify(self, email: str, password: str) -> Account | None:
         """Return the account when `password` matches, else None.
