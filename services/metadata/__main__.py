@@ -2,6 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
+
+from pydantic import Field
+
 from backbeat.metadata.v1 import metadata_service_pb2, metadata_service_pb2_grpc
 from mesh.config import MeshSettings, load_settings
 from mesh.kv import open_store
@@ -13,15 +17,26 @@ from services.metadata.tracks import TrackLookup
 SERVICE = "metadata"
 
 
+class MetadataSettings(MeshSettings):
+    """Settings of the metadata service."""
+
+    cache_prewarm: int = Field(
+        30_000, ge=0, description="Most popular tracks loaded into the cache at start, in the background."
+    )
+
+
 async def main() -> None:
-    settings = load_settings(MeshSettings)
+    settings = load_settings(MetadataSettings)
     provider = start_process(SERVICE, settings)
 
     catalog = Catalog(settings.state_dir / "catalog.db")
     cache = open_store(settings.redis_url, settings.redis_timeout_s)
-    servicer = MetadataServicer(TrackLookup(catalog, cache))
+    lookup = TrackLookup(catalog, cache)
+    servicer = MetadataServicer(lookup)
+    prewarm = asyncio.create_task(lookup.prewarm(settings.cache_prewarm))
 
     async def close() -> None:
+        prewarm.cancel()
         await cache.close()
         catalog.close()
 

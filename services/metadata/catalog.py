@@ -282,6 +282,11 @@ class Catalog:
         )
         return [self._record(row) for row in rows]
 
+    def most_popular(self, limit: int) -> list[TrackRecord]:
+        """Return up to `limit` tracks, most popular first."""
+        rows = self._db.execute("SELECT * FROM tracks ORDER BY popularity DESC, track_id LIMIT ?", (limit,))
+        return [self._record(row) for row in rows]
+
     def iter_all(self) -> Iterable[TrackRecord]:
         """Yield every track, ordered by id."""
         for row in self._db.execute("SELECT * FROM tracks ORDER BY track_id"):

@@ -7,6 +7,7 @@ go to the catalog directly, so a cache outage costs speed, not answers.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -143,6 +144,16 @@ class TrackLookup:
             found[track_id] = track_to_proto(record)
             await self._remember(found[track_id])
         return [found[i] for i in track_ids if i in found], [i for i in track_ids if i not in found]
+
+    async def prewarm(self, limit: int, batch: int = 500) -> int:
+        """Cache the `limit` most popular tracks, yielding to other work between batches; return the count."""
+        records = self._catalog.most_popular(limit)
+        for start in range(0, len(records), batch):
+            for record in records[start : start + batch]:
+                await self._remember(track_to_proto(record))
+            await asyncio.sleep(0)
+        logger.info("track cache prewarmed with the %d most popular tracks", len(records))
+        return len(records)
 
     def search(self, query: str, limit: int) -> list[common_pb2.Track]:
         """Return tracks matching `query`, most popular first."""
