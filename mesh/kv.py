@@ -7,20 +7,23 @@ pool is bounded; a Redis failure or an exhausted pool raises StoreUnavailable.
 
 from __future__ import annotations
 
+import asyncio
+import inspect
 import logging
 import time
-from collections.abc import Callable
-from typing import Protocol
+from collections.abc import Awaitable, Callable
+from typing import Protocol, TypeVar
 
 import redis.asyncio as aioredis
 from cachetools import TLRUCache
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import RedisError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 
+from mesh import deadlines
 from mesh.errors import Unavailable
 
 logger = logging.getLogger(__name__)
+
+T = TypeVar("T")
 
 
 class StoreUnavailable(Unavailable):
@@ -70,7 +73,14 @@ class MemoryStore:
 
 
 class RedisStore:
-    """Redis-backed store with a per-call timeout and a bounded, blocking connection pool."""
+    """Redis-backed store with a per-call timeout and a bounded, blocking connection pool.
+
+    Each call waits at most min(timeout_s, time left of the current request);
+    a pool with every connection busy waits the same time and then fails.
+    Either way the caller gets StoreUnavailable (UNAVAILABLE), never a hang.
+    redis-py reconnects on the next call, so the store recovers by itself
+    when Redis comes back.
+    """
 
     def __init__(self, url: str, timeout_s: float, max_connections: int = 32) -> None:
         pool = aioredis.BlockingConnectionPool.from_url(
@@ -81,34 +91,35 @@ class RedisStore:
             socket_connect_timeout=timeout_s,
         )
         self._redis = aioredis.Redis(connection_pool=pool)
-        self._url = url
+        self._timeout_s = timeout_s
 
-    def _unavailable(self, operation: str, key: str, error: Exception) -> StoreUnavailable:
-        logger.warning("redis %s of %s failed: %s: %s", operation, key, type(error).__name__, error)
-        return StoreUnavailable(
-            f"session and cache store unavailable: redis {operation} failed ({type(error).__name__})"
-        )
+    async def _run(self, operation: str, key: str, call: Awaitable[T]) -> T:
+        left = deadlines.time_left()
+        timeout_s = self._timeout_s if left is None else min(self._timeout_s, left)
+        try:
+            if timeout_s <= 0:
+                raise TimeoutError("no time left in the request")
+            return await asyncio.wait_for(call, timeout_s)
+        except (RedisError, OSError, TimeoutError) as error:
+            logger.warning("redis %s of %s failed: %s: %s", operation, key, type(error).__name__, error)
+            raise StoreUnavailable(
+                f"session and cache store unavailable: redis {operation} failed ({type(error).__name__})"
+            ) from error
+        finally:
+            if inspect.iscoroutine(call):
+                call.close()
 
     async def get(self, key: str) -> bytes | None:
-        try:
-            value = await self._redis.get(key)
-        except (RedisError, RedisConnectionError, RedisTimeoutError, OSError) as error:
-            raise self._unavailable("GET", key, error) from error
+        value = await self._run("GET", key, self._redis.get(key))
         if value is None or isinstance(value, bytes):
             return value
         return str(value).encode()
 
     async def set(self, key: str, value: bytes, ttl_s: float) -> None:
-        try:
-            await self._redis.set(key, value, px=max(1, int(ttl_s * 1000)))
-        except (RedisError, OSError) as error:
-            raise self._unavailable("SET", key, error) from error
+        await self._run("SET", key, self._redis.set(key, value, px=max(1, int(ttl_s * 1000))))
 
     async def delete(self, key: str) -> bool:
-        try:
-            return bool(await self._redis.delete(key))
-        except (RedisError, OSError) as error:
-            raise self._unavailable("DEL", key, error) from error
+        return bool(await self._run("DEL", key, self._redis.delete(key)))
 
     async def close(self) -> None:
         await self._redis.aclose(close_connection_pool=True)

@@ -11,6 +11,7 @@ from __future__ import annotations
 import logging
 import os
 import socket
+import threading
 from collections.abc import Iterable, Sequence
 
 from opentelemetry import context as otel_context
@@ -63,13 +64,25 @@ def configure_tracing(service: str) -> TracerProvider:
 
 
 def shutdown_tracing(provider: TracerProvider, timeout_s: float = 2.0) -> None:
-    """Flush pending spans for at most `timeout_s`, then stop the provider."""
-    try:
-        if not provider.force_flush(timeout_millis=int(timeout_s * 1000)):
-            logger.warning("span flush did not finish within %.1f s; remaining spans are dropped", timeout_s)
-        provider.shutdown()
-    except Exception:
-        logger.exception("span export shutdown failed")
+    """Flush pending spans and stop the provider, giving up after `timeout_s` in all.
+
+    The exporter retries an unreachable collector for longer than that, so the
+    work runs in a daemon thread that the process does not wait for.
+    """
+
+    def flush_and_stop() -> None:
+        try:
+            if not provider.force_flush(timeout_millis=int(timeout_s * 1000)):
+                logger.warning("span flush did not finish in %.1f s; remaining spans are dropped", timeout_s)
+            provider.shutdown()
+        except Exception:
+            logger.exception("span export shutdown failed")
+
+    worker = threading.Thread(target=flush_and_stop, name="span-shutdown", daemon=True)
+    worker.start()
+    worker.join(timeout_s)
+    if worker.is_alive():
+        logger.warning("span export did not stop within %.1f s; exiting without it", timeout_s)
 
 
 def extract_context(metadata: Iterable[tuple[str, str | bytes]] | None) -> otel_context.Context:

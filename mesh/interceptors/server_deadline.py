@@ -8,7 +8,14 @@ from typing import Any
 import grpc
 
 from mesh import deadlines
-from mesh.interceptors._handlers import Continuation, Handler, StreamBehaviour, UnaryBehaviour, wrap_handler
+from mesh.interceptors._handlers import (
+    Continuation,
+    Handler,
+    StreamBehaviour,
+    UnaryBehaviour,
+    is_infrastructure,
+    wrap_handler,
+)
 
 
 class ServerDeadlineInterceptor(grpc.aio.ServerInterceptor):
@@ -20,7 +27,7 @@ class ServerDeadlineInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Handler | None:
         handler = await continuation(handler_call_details)
-        if handler is None:
+        if handler is None or is_infrastructure(handler_call_details.method):
             return handler
 
         def wrap_unary(behaviour: UnaryBehaviour) -> UnaryBehaviour:

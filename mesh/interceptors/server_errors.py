@@ -16,7 +16,14 @@ import grpc
 from grpc_status import rpc_status
 
 from mesh.errors import BackbeatError, DeadlineExceeded, DownstreamError, to_rpc_status
-from mesh.interceptors._handlers import Continuation, Handler, StreamBehaviour, UnaryBehaviour, wrap_handler
+from mesh.interceptors._handlers import (
+    Continuation,
+    Handler,
+    StreamBehaviour,
+    UnaryBehaviour,
+    is_infrastructure,
+    wrap_handler,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -58,7 +65,7 @@ class ServerErrorInterceptor(grpc.aio.ServerInterceptor):
     ) -> Handler | None:
         handler = await continuation(handler_call_details)
         method: str = handler_call_details.method
-        if handler is None:
+        if handler is None or is_infrastructure(handler_call_details.method):
             return handler
 
         def wrap_unary(behaviour: UnaryBehaviour) -> UnaryBehaviour:

@@ -95,6 +95,8 @@ class AudioDelivery:
         async for chunk in self._origin.stream(
             self._origin.stub.ReadRendition, request, first_message_timeout_s=self._storage_budget_s
         ):
+            if offset > chunk.total_size:
+                raise OutOfRange(f"offset {offset} is past the end of the audio ({chunk.total_size} bytes)")
             chunk_index = chunk.offset // self._chunk_bytes
             self._cache.put(grant.object_key, chunk_index, chunk.data, chunk.total_size, grant.popular)
             misses += 1

@@ -97,10 +97,8 @@ async def main() -> None:
 
     connector = Connector.from_settings(SERVICE, settings)
     backends = connect_backends(connector, settings)
-    authenticator = Authenticator(
-        backends.users,
-        UserRateLimiter(settings.rate_limit_per_minute, settings.redis_url, settings.redis_timeout_s),
-    )
+    limiter = UserRateLimiter(settings.rate_limit_per_minute, settings.redis_url, settings.redis_timeout_s)
+    authenticator = Authenticator(backends.users, limiter)
     servicer = GatewayServicer(
         backends,
         authenticator,
@@ -116,7 +114,9 @@ async def main() -> None:
         servicer,
     )
     await connector.warm_up()
-    await serve_service(SERVICE, settings, [definition], cleanups=[connector.close], tracer_provider=provider)
+    await serve_service(
+        SERVICE, settings, [definition], cleanups=[connector.close, limiter.close], tracer_provider=provider
+    )
 
 
 if __name__ == "__main__":

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 
+import grpc
+
 from backbeat.common.v1 import common_pb2
 from backbeat.user.v1 import user_service_pb2 as user_pb
 from backbeat.user.v1 import user_service_pb2_grpc as user_grpc
 from mesh.client import Downstream
-from mesh.errors import Unauthenticated
+from mesh.errors import DeadlineExceeded, DownstreamError, Unauthenticated, Unavailable
 from mesh.ratelimit import UserRateLimiter
 from mesh.tracing import annotate
 
@@ -32,11 +34,23 @@ class Authenticator:
         self._limiter = limiter
 
     async def user(self, metadata: Iterable[tuple[str, str | bytes]] | None) -> common_pb2.UserContext:
-        """Return the caller's user context, raising Unauthenticated or ResourceExhausted."""
+        """Return the caller's user context.
+
+        Raises Unauthenticated for a bad token, ResourceExhausted over the rate limit, and
+        Unavailable when the user service cannot answer in time: a play is never let
+        through unchecked.
+        """
         token = bearer_token(metadata)
-        response = await self._users.unary(
-            self._users.stub.ValidateSession, user_pb.ValidateSessionRequest(access_token=token)
-        )
+        try:
+            response = await self._users.unary(
+                self._users.stub.ValidateSession, user_pb.ValidateSessionRequest(access_token=token)
+            )
+        except DownstreamError as error:
+            if error.code == grpc.StatusCode.UNAUTHENTICATED:
+                raise Unauthenticated(error.message) from None
+            raise Unavailable(f"sign-in check unavailable, try again shortly: {error}") from None
+        except DeadlineExceeded as error:
+            raise Unavailable(f"sign-in check unavailable, try again shortly: {error}") from None
         user = response.user
         annotate(user_id=user.user_id, user_tier=common_pb2.Tier.Name(user.tier), market=user.market)
         await self._limiter.check(user.user_id)

@@ -185,7 +185,10 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         feedback = recommendation.unary(
             recommendation.stub.RecordFeedback,
             recommendation_pb.RecordFeedbackRequest(
-                user_id=user.user_id, track_id=request.track_id, event_type=request.event_type
+                user_id=user.user_id,
+                track_id=request.track_id,
+                event_type=request.event_type,
+                playback_id=request.playback_id,
             ),
         )
         recorded, _ = await asyncio.gather(record, feedback)

@@ -50,6 +50,7 @@ class Recommender:
     def __init__(self, model: Model, max_listeners: int = 100_000) -> None:
         self.model = model
         self._tastes: LRUCache[str, Taste] = LRUCache(maxsize=max_listeners)
+        self._applied: LRUCache[tuple[str, str, str], bool] = LRUCache(maxsize=max_listeners * 4)
 
     def _row(self, track_id: str, field_name: str) -> int:
         if not track_id:
@@ -101,6 +102,39 @@ class Recommender:
             raise InvalidArgument("genre", genre, f"one of {', '.join(self.model.genres)} or empty")
         return [str(self.model.track_ids[row]) for row in self.model.most_popular(genre)]
 
+    def fallback_for(self, user_id: str, seed_track_id: str, chosen: list[str]) -> list[str]:
+        """Return popular tracks of the seed's genre to follow `chosen`, with the ranking's rules.
+
+        The seed and tracks the listener skipped are left out, and the per-artist cap
+        counts the tracks already in `chosen`.
+        """
+        seed = self.model.index_of(seed_track_id)
+        genre = None if seed is None else str(self.model.primary_genres[seed])
+        taste = self._tastes.get(user_id)
+        skipped = set(taste.skipped) if taste is not None else set()
+        taken = set(chosen)
+        per_artist: dict[str, int] = {}
+        for track_id in chosen:
+            row = self.model.index_of(track_id)
+            if row is not None:
+                artist = str(self.model.artists[row])
+                per_artist[artist] = per_artist.get(artist, 0) + 1
+
+        extra: list[str] = []
+        for row in self.model.most_popular(genre):
+            track_id = str(self.model.track_ids[row])
+            artist = str(self.model.artists[row])
+            if (
+                row == seed
+                or row in skipped
+                or track_id in taken
+                or per_artist.get(artist, 0) >= MAX_PER_ARTIST
+            ):
+                continue
+            per_artist[artist] = per_artist.get(artist, 0) + 1
+            extra.append(track_id)
+        return extra
+
     def primary_genre(self, track_id: str) -> str | None:
         """Return the first genre of `track_id`, or None when it is not in the model."""
         row = self.model.index_of(track_id)
@@ -113,11 +147,22 @@ class Recommender:
             self._tastes[user_id] = taste
         return taste
 
-    def learn(self, user_id: str, track_id: str, signal: str) -> None:
-        """Update the listener's taste from a "like", "complete" or "skip" of `track_id`."""
+    def learn(self, user_id: str, track_id: str, signal: str, playback_id: str = "") -> bool:
+        """Update the listener's taste from a "like", "complete" or "skip" of `track_id`.
+
+        Returns False, changing nothing, when the same signal for the same playback was
+        already applied.
+        """
         if not user_id:
             raise InvalidArgument("user_id", user_id, "a non-empty user id")
         row = self._row(track_id, "track_id")
+        if signal not in ("like", "complete", "skip"):
+            raise InvalidArgument("event_type", signal, "skip, like or complete")
+        if playback_id:
+            key = (user_id, playback_id, signal)
+            if key in self._applied:
+                return False
+            self._applied[key] = True
         taste = self._taste(user_id)
         vector = self.model.vectors[row]
         if signal == "like":
@@ -129,3 +174,4 @@ class Recommender:
             taste.skipped.append(row)
         else:
             raise InvalidArgument("event_type", signal, "skip, like or complete")
+        return True

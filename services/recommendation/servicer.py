@@ -66,8 +66,7 @@ class RecommendationServicer(pb_grpc.RecommendationServiceServicer):
         licensed = await self._licensed(candidates, market, limit)
         fallback = len(licensed) < limit
         if fallback:
-            genre = self._recommender.primary_genre(request.seed_track_id)
-            extra = [track for track in self._recommender.fallback(genre) if track not in licensed]
+            extra = self._recommender.fallback_for(request.user.user_id, request.seed_track_id, licensed)
             licensed += await self._licensed(extra[: limit * CANDIDATE_FACTOR], market, limit - len(licensed))
         annotate(fallback=fallback, returned=len(licensed))
         return pb.GetRecommendationsResponse(track_ids=licensed, fallback=fallback)
@@ -90,6 +89,6 @@ class RecommendationServicer(pb_grpc.RecommendationServiceServicer):
             raise InvalidArgument(
                 "event_type", common_pb2.PlaybackEventType.Name(request.event_type), "SKIP, LIKE or COMPLETE"
             )
-        self._recommender.learn(request.user_id, request.track_id, signal)
-        annotate(user_id=request.user_id, track_id=request.track_id, feedback=signal)
+        applied = self._recommender.learn(request.user_id, request.track_id, signal, request.playback_id)
+        annotate(user_id=request.user_id, track_id=request.track_id, feedback=signal, applied=applied)
         return pb.RecordFeedbackResponse()

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from pydantic import Field
 
 from backbeat.licensing.v1 import licensing_service_pb2, licensing_service_pb2_grpc
@@ -11,12 +14,15 @@ from backbeat.stream.v1 import stream_service_pb2, stream_service_pb2_grpc
 from mesh.client import Connector
 from mesh.config import MeshSettings, load_settings
 from mesh.server import ServiceDefinition, run, serve_service, start_process
+from services.markets import MARKETS
 from services.stream.authorize import PlayAuthorizer
+from services.stream.fallbacks import DEFAULTS_REFRESH_S, GENRES
 from services.stream.grants import GrantSigner
 from services.stream.origin import ObjectStore
 from services.stream.servicer import StreamServicer
 
 SERVICE = "stream"
+logger = logging.getLogger(__name__)
 
 
 class StreamSettings(MeshSettings):
@@ -37,6 +43,14 @@ class StreamSettings(MeshSettings):
     popular_threshold: int = Field(
         70, ge=0, le=100, description="Catalog popularity at which a track is popular."
     )
+
+
+async def refresh_genre_defaults(authorizer: PlayAuthorizer) -> None:
+    """Load the genre default lists now and every DEFAULTS_REFRESH_S; retry soon while none load."""
+    while True:
+        loaded = await authorizer.load_genre_defaults(MARKETS, GENRES)
+        logger.info("genre default lists loaded: %d", loaded)
+        await asyncio.sleep(DEFAULTS_REFRESH_S if loaded else 5.0)
 
 
 async def main() -> None:
@@ -75,6 +89,12 @@ async def main() -> None:
         popular_threshold=settings.popular_threshold,
         recommendation_budget_s=settings.recommendation_budget_s,
     )
+    refresh = asyncio.create_task(refresh_genre_defaults(authorizer))
+
+    async def close() -> None:
+        refresh.cancel()
+        await connector.close()
+
     servicer = StreamServicer(authorizer, ObjectStore(settings.state_dir / "objects"), settings.edge_address)
     definition = ServiceDefinition.of(
         stream_service_pb2.DESCRIPTOR,
@@ -83,7 +103,7 @@ async def main() -> None:
         servicer,
     )
     await connector.warm_up()
-    await serve_service(SERVICE, settings, [definition], cleanups=[connector.close], tracer_provider=provider)
+    await serve_service(SERVICE, settings, [definition], cleanups=[close], tracer_provider=provider)
 
 
 if __name__ == "__main__":

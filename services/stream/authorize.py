@@ -2,7 +2,9 @@
 
 The license check and the track lookup run concurrently inside the
 authorization budget. Recommendations run alongside them and are optional:
-on an error, a timeout or an open breaker the play goes on without them.
+on an error, a timeout or an open breaker the play goes on with the regional
+or genre fallback list (see services.stream.fallbacks), or none. When
+metadata fails, a track seen before is served from its last good copy.
 A license decision of "not allowed" fails the play with PERMISSION_DENIED;
 when licensing cannot answer, the play fails too (fail closed).
 """
@@ -12,7 +14,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass
+
+import grpc
 
 from backbeat.common.v1 import common_pb2
 from backbeat.licensing.v1 import licensing_service_pb2 as licensing_pb
@@ -23,15 +28,26 @@ from backbeat.recommendation.v1 import recommendation_service_pb2 as recommendat
 from backbeat.recommendation.v1 import recommendation_service_pb2_grpc as recommendation_grpc
 from mesh import deadlines
 from mesh.client import Downstream
-from mesh.errors import BackbeatError, InvalidArgument, PermissionDenied
+from mesh.errors import BackbeatError, DeadlineExceeded, DownstreamError, InvalidArgument, PermissionDenied
 from mesh.tracing import annotate
 from services.markets import require_market
+from services.stream.fallbacks import RegionalRecommendations, StaleTracks
 from services.stream.grants import GrantSigner
 from services.stream.renditions import choose_rendition
 
 logger = logging.getLogger(__name__)
 
 RECOMMENDATION_COUNT = 10
+# Metadata failures that a stale copy covers; NOT_FOUND and the like are answers, not failures.
+STALE_ON = frozenset(
+    {
+        grpc.StatusCode.UNAVAILABLE,
+        grpc.StatusCode.DEADLINE_EXCEEDED,
+        grpc.StatusCode.RESOURCE_EXHAUSTED,
+        grpc.StatusCode.INTERNAL,
+        grpc.StatusCode.UNKNOWN,
+    }
+)
 # Time kept back from the recommendation steps for signing and sending the response.
 RESPONSE_RESERVE_S = 0.003
 
@@ -86,6 +102,8 @@ class PlayAuthorizer:
         signer: GrantSigner,
         popular_threshold: int,
         recommendation_budget_s: float,
+        stale: StaleTracks | None = None,
+        regional: RegionalRecommendations | None = None,
     ) -> None:
         self._licensing = licensing
         self._metadata = metadata
@@ -93,6 +111,8 @@ class PlayAuthorizer:
         self._signer = signer
         self._popular_threshold = popular_threshold
         self._recommendation_budget_s = recommendation_budget_s
+        self._stale = stale or StaleTracks()
+        self._regional = regional or RegionalRecommendations()
 
     async def _check_license(self, track_id: str, market: str) -> None:
         response = await self._licensing.unary(
@@ -104,14 +124,24 @@ class PlayAuthorizer:
             raise PermissionDenied(f"track {track_id} is not available in your market: {response.detail}")
 
     async def _load_track(self, track_id: str) -> common_pb2.Track:
-        response = await self._metadata.unary(
-            self._metadata.stub.GetTrack, metadata_pb.GetTrackRequest(track_id=track_id)
-        )
+        try:
+            response = await self._metadata.unary(
+                self._metadata.stub.GetTrack, metadata_pb.GetTrackRequest(track_id=track_id)
+            )
+        except (DownstreamError, DeadlineExceeded) as error:
+            stale = self._stale.get(track_id)
+            if stale is None or (isinstance(error, DownstreamError) and error.code not in STALE_ON):
+                raise
+            logger.warning("metadata failed for %s (%s); serving the last good copy", track_id, error)
+            annotate(metadata_stale=True)
+            return stale
+        self._stale.remember(response.track)
         return response.track
 
     async def _recommend(
         self, user: common_pb2.UserContext, track_id: str
-    ) -> tuple[list[common_pb2.Track], bool]:
+    ) -> tuple[list[common_pb2.Track], bool] | None:
+        """Return personal recommendations, or None when the recommendation path failed."""
         left = deadlines.time_left()
         allowed_s = self._recommendation_budget_s
         if left is not None:
@@ -120,9 +150,9 @@ class PlayAuthorizer:
             with deadlines.budget(allowed_s):
                 ranked, tracks = await self._ranked_tracks(user, track_id)
         except BackbeatError as error:
-            logger.info("playing %s without recommendations: %s", track_id, error)
+            logger.info("recommendations for %s failed: %s", track_id, error)
             annotate(recommendations_error=str(error))
-            return [], False
+            return None
         return list(tracks.tracks), ranked.fallback
 
     async def _ranked_tracks(
@@ -138,6 +168,43 @@ class PlayAuthorizer:
             self._metadata.stub.BatchGetTracks, metadata_pb.BatchGetTracksRequest(track_ids=ranked.track_ids)
         )
         return ranked, tracks
+
+    def _next_tracks(
+        self, found: tuple[list[common_pb2.Track], bool] | None, market: str, track: common_pb2.Track
+    ) -> tuple[list[common_pb2.Track], bool]:
+        genre = track.genres[0] if track.genres else ""
+        if found is not None:
+            tracks, fallback = found
+            self._regional.remember(market, genre, tracks)
+            return tracks, fallback
+        tracks = self._regional.fallback(market, genre, exclude=track.track_id)[:RECOMMENDATION_COUNT]
+        annotate(recommendations_fallback=bool(tracks))
+        return tracks, bool(tracks)
+
+    async def load_genre_defaults(self, markets: Sequence[str], genres: Sequence[str]) -> int:
+        """Fetch the genre default lists for every market and genre; return how many were loaded."""
+        loaded = 0
+        for market in markets:
+            for genre in genres:
+                try:
+                    ranked = await self._recommendation.unary(
+                        self._recommendation.stub.GetFallback,
+                        recommendation_pb.GetFallbackRequest(
+                            genre=genre, market=market, limit=RECOMMENDATION_COUNT
+                        ),
+                        budget_s=1.0,
+                    )
+                    tracks = await self._metadata.unary(
+                        self._metadata.stub.BatchGetTracks,
+                        metadata_pb.BatchGetTracksRequest(track_ids=ranked.track_ids),
+                        budget_s=1.0,
+                    )
+                except BackbeatError as error:
+                    logger.warning("genre default for %s/%s not loaded: %s", market, genre, error)
+                    continue
+                self._regional.set_default(market, genre, tracks.tracks)
+                loaded += 1
+        return loaded
 
     async def authorize(self, request: PlayRequest) -> AuthorizedPlay:
         """Authorize a play, raising a domain error when it may not start."""
@@ -174,5 +241,5 @@ class PlayAuthorizer:
         )
         annotate(rendition_kbps=rendition.bitrate_kbps, playback_id=playback_id)
 
-        recommended, fallback = await recommendations
+        recommended, fallback = self._next_tracks(await recommendations, request.user.market, track)
         return AuthorizedPlay(playback_id, track, rendition, grant, expires_at, recommended, fallback)

@@ -14,7 +14,7 @@ from mesh.errors import InvalidArgument, NotFound, OutOfRange
 
 DEFAULT_CHUNK_BYTES = 64 * 1024
 MAX_CHUNK_BYTES = 1024 * 1024
-OBJECT_KEY = re.compile(r"renditions/[a-z0-9_]+/[0-9]+\.mp3")
+OBJECT_KEY = re.compile(r"renditions/[a-z0-9][a-z0-9_-]*/[0-9]+\.mp3")
 
 
 class ObjectStore:

@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from backbeat.common.v1 import common_pb2 as backbeat_dot_common_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n7backbeat/recommendation/v1/recommendation_service.proto\x12\x1a\x62\x61\x63kbeat.recommendation.v1\x1a\x1f\x62\x61\x63kbeat/common/v1/common.proto\"p\n\x19GetRecommendationsRequest\x12-\n\x04user\x18\x01 \x01(\x0b\x32\x1f.backbeat.common.v1.UserContext\x12\x15\n\rseed_track_id\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"A\n\x1aGetRecommendationsResponse\x12\x11\n\ttrack_ids\x18\x01 \x03(\t\x12\x10\n\x08\x66\x61llback\x18\x02 \x01(\x08\"B\n\x12GetFallbackRequest\x12\r\n\x05genre\x18\x01 \x01(\t\x12\x0e\n\x06market\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"(\n\x13GetFallbackResponse\x12\x11\n\ttrack_ids\x18\x01 \x03(\t\"u\n\x15RecordFeedbackRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08track_id\x18\x02 \x01(\t\x12\x39\n\nevent_type\x18\x03 \x01(\x0e\x32%.backbeat.common.v1.PlaybackEventType\"\x18\n\x16RecordFeedbackResponse2\x86\x03\n\x15RecommendationService\x12\x83\x01\n\x12GetRecommendations\x12\x35.backbeat.recommendation.v1.GetRecommendationsRequest\x1a\x36.backbeat.recommendation.v1.GetRecommendationsResponse\x12n\n\x0bGetFallback\x12..backbeat.recommendation.v1.GetFallbackRequest\x1a/.backbeat.recommendation.v1.GetFallbackResponse\x12w\n\x0eRecordFeedback\x12\x31.backbeat.recommendation.v1.RecordFeedbackRequest\x1a\x32.backbeat.recommendation.v1.RecordFeedbackResponseb\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n7backbeat/recommendation/v1/recommendation_service.proto\x12\x1a\x62\x61\x63kbeat.recommendation.v1\x1a\x1f\x62\x61\x63kbeat/common/v1/common.proto\"p\n\x19GetRecommendationsRequest\x12-\n\x04user\x18\x01 \x01(\x0b\x32\x1f.backbeat.common.v1.UserContext\x12\x15\n\rseed_track_id\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"A\n\x1aGetRecommendationsResponse\x12\x11\n\ttrack_ids\x18\x01 \x03(\t\x12\x10\n\x08\x66\x61llback\x18\x02 \x01(\x08\"B\n\x12GetFallbackRequest\x12\r\n\x05genre\x18\x01 \x01(\t\x12\x0e\n\x06market\x18\x02 \x01(\t\x12\r\n\x05limit\x18\x03 \x01(\x05\"(\n\x13GetFallbackResponse\x12\x11\n\ttrack_ids\x18\x01 \x03(\t\"\x8a\x01\n\x15RecordFeedbackRequest\x12\x0f\n\x07user_id\x18\x01 \x01(\t\x12\x10\n\x08track_id\x18\x02 \x01(\t\x12\x39\n\nevent_type\x18\x03 \x01(\x0e\x32%.backbeat.common.v1.PlaybackEventType\x12\x13\n\x0bplayback_id\x18\x04 \x01(\t\"\x18\n\x16RecordFeedbackResponse2\x86\x03\n\x15RecommendationService\x12\x83\x01\n\x12GetRecommendations\x12\x35.backbeat.recommendation.v1.GetRecommendationsRequest\x1a\x36.backbeat.recommendation.v1.GetRecommendationsResponse\x12n\n\x0bGetFallback\x12..backbeat.recommendation.v1.GetFallbackRequest\x1a/.backbeat.recommendation.v1.GetFallbackResponse\x12w\n\x0eRecordFeedback\x12\x31.backbeat.recommendation.v1.RecordFeedbackRequest\x1a\x32.backbeat.recommendation.v1.RecordFeedbackResponseb\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -40,10 +40,10 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_GETFALLBACKREQUEST']._serialized_end=367
   _globals['_GETFALLBACKRESPONSE']._serialized_start=369
   _globals['_GETFALLBACKRESPONSE']._serialized_end=409
-  _globals['_RECORDFEEDBACKREQUEST']._serialized_start=411
-  _globals['_RECORDFEEDBACKREQUEST']._serialized_end=528
-  _globals['_RECORDFEEDBACKRESPONSE']._serialized_start=530
-  _globals['_RECORDFEEDBACKRESPONSE']._serialized_end=554
-  _globals['_RECOMMENDATIONSERVICE']._serialized_start=557
-  _globals['_RECOMMENDATIONSERVICE']._serialized_end=947
+  _globals['_RECORDFEEDBACKREQUEST']._serialized_start=412
+  _globals['_RECORDFEEDBACKREQUEST']._serialized_end=550
+  _globals['_RECORDFEEDBACKRESPONSE']._serialized_start=552
+  _globals['_RECORDFEEDBACKRESPONSE']._serialized_end=576
+  _globals['_RECOMMENDATIONSERVICE']._serialized_start=579
+  _globals['_RECOMMENDATIONSERVICE']._serialized_end=969
 # @@protoc_insertion_point(module_scope)

@@ -142,22 +142,28 @@ class RecordFeedbackRequest(_message.Message):
     USER_ID_FIELD_NUMBER: _builtins.int
     TRACK_ID_FIELD_NUMBER: _builtins.int
     EVENT_TYPE_FIELD_NUMBER: _builtins.int
+    PLAYBACK_ID_FIELD_NUMBER: _builtins.int
     user_id: _builtins.str
     """Listener id."""
     track_id: _builtins.str
     """Catalog track id."""
     event_type: _common_pb2.PlaybackEventType.ValueType
     """Skip, like or completion; other types are rejected."""
+    playback_id: _builtins.str
+    """Playback the feedback belongs to. With it, repeating the same feedback
+    for the same playback is applied once.
+    """
     def __init__(
         self,
         *,
         user_id: _builtins.str = ...,
         track_id: _builtins.str = ...,
         event_type: _common_pb2.PlaybackEventType.ValueType = ...,
+        playback_id: _builtins.str = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_type", b"event_type", "track_id", b"track_id", "user_id", b"user_id"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["event_type", b"event_type", "playback_id", b"playback_id", "track_id", b"track_id", "user_id", b"user_id"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 

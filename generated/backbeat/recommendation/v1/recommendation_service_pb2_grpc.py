@@ -76,7 +76,8 @@ class RecommendationServiceServicer:
         raise NotImplementedError('Method not implemented!')
 
     def RecordFeedback(self, request, context):
-        """Records implicit feedback (skip, like, completion) from a listener.
+        """Records implicit feedback (skip, like, completion) from a listener;
+        idempotent per playback id and event type.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

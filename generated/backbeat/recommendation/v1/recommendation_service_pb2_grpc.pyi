@@ -43,7 +43,9 @@ class RecommendationServiceStub:
     GetFallback: _grpc.UnaryUnaryMultiCallable[_recommendation_service_pb2.GetFallbackRequest, _recommendation_service_pb2.GetFallbackResponse]
     """Returns the fallback list for a genre: its most popular licensed tracks."""
     RecordFeedback: _grpc.UnaryUnaryMultiCallable[_recommendation_service_pb2.RecordFeedbackRequest, _recommendation_service_pb2.RecordFeedbackResponse]
-    """Records implicit feedback (skip, like, completion) from a listener."""
+    """Records implicit feedback (skip, like, completion) from a listener;
+    idempotent per playback id and event type.
+    """
 
 @_typing.type_check_only
 class RecommendationServiceAsyncStub(RecommendationServiceStub):
@@ -60,7 +62,9 @@ class RecommendationServiceAsyncStub(RecommendationServiceStub):
     GetFallback: _aio.UnaryUnaryMultiCallable[_recommendation_service_pb2.GetFallbackRequest, _recommendation_service_pb2.GetFallbackResponse]  # type: ignore[assignment]
     """Returns the fallback list for a genre: its most popular licensed tracks."""
     RecordFeedback: _aio.UnaryUnaryMultiCallable[_recommendation_service_pb2.RecordFeedbackRequest, _recommendation_service_pb2.RecordFeedbackResponse]  # type: ignore[assignment]
-    """Records implicit feedback (skip, like, completion) from a listener."""
+    """Records implicit feedback (skip, like, completion) from a listener;
+    idempotent per playback id and event type.
+    """
 
 class RecommendationServiceServicer(metaclass=_abc_1.ABCMeta):
     """RecommendationService picks the next tracks for a listener and a seed
@@ -92,6 +96,8 @@ class RecommendationServiceServicer(metaclass=_abc_1.ABCMeta):
         request: _recommendation_service_pb2.RecordFeedbackRequest,
         context: _ServicerContext,
     ) -> _typing.Union[_recommendation_service_pb2.RecordFeedbackResponse, _abc.Awaitable[_recommendation_service_pb2.RecordFeedbackResponse]]:
-        """Records implicit feedback (skip, like, completion) from a listener."""
+        """Records implicit feedback (skip, like, completion) from a listener;
+        idempotent per playback id and event type.
+        """
 
 def add_RecommendationServiceServicer_to_server(servicer: RecommendationServiceServicer, server: _typing.Union[_grpc.Server, _aio.Server]) -> None: ...
