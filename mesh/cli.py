@@ -183,6 +183,82 @@ def play(
     raise typer.Exit(asyncio.run(_play(query, gateway, email, password, out, quality, slow, timeout)))
 
 
+fault_app = typer.Typer(help="Inject latency and errors into a running service, switched at run time.")
+app.add_typer(fault_app, name="fault")
+RunDir = Annotated[Path, typer.Option(help="Folder with the port files of `backbeat up`.")]
+
+
+def _admin(service: str, run_dir: Path, request: object) -> object:
+    from mesh.faultctl import FaultSpecError, call_admin, service_address
+
+    try:
+        address = service_address(service, run_dir)
+        return asyncio.run(call_admin(address, request))
+    except FaultSpecError as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from None
+    except grpc.aio.AioRpcError as error:
+        typer.echo(f"{service}: {error.code().name}: {error.details()}", err=True)
+        raise typer.Exit(1) from None
+
+
+@fault_app.command("set")
+def fault_set(
+    service: Annotated[str, typer.Argument(help="Service name, for example recommendation.")],
+    settings: Annotated[
+        list[str], typer.Argument(help="latency=300ms jitter=50ms error-rate=0.5 code=UNAVAILABLE")
+    ],
+    method: Annotated[
+        str, typer.Option(help="Method name such as GetTrack; every method when omitted.")
+    ] = "*",
+    run_dir: RunDir = Path("var/run"),
+) -> None:
+    """Add or replace a fault rule, for example: backbeat fault set recommendation latency=300ms."""
+    from backbeat.admin.v1 import admin_service_pb2
+    from mesh.faultctl import FaultSpecError, describe, parse_rule
+
+    try:
+        rule = parse_rule(service, method, settings)
+    except (FaultSpecError, KeyError) as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from None
+    response = _admin(service, run_dir, admin_service_pb2.SetFaultRequest(rule=rule))
+    for item in getattr(response, "rules", []):
+        typer.echo(f"{service} {describe(item)}")
+
+
+@fault_app.command("clear")
+def fault_clear(
+    service: Annotated[str, typer.Argument(help="Service name.")],
+    method: Annotated[str, typer.Option(help="Method whose rule is removed; all rules when omitted.")] = "",
+    run_dir: RunDir = Path("var/run"),
+) -> None:
+    """Remove fault rules from a service."""
+    from backbeat.admin.v1 import admin_service_pb2
+    from mesh.faultctl import full_method
+
+    target = full_method(service, method) if method else ""
+    response = _admin(service, run_dir, admin_service_pb2.ClearFaultsRequest(method=target))
+    typer.echo(f"{service}: {getattr(response, 'removed', 0)} rules removed")
+
+
+@fault_app.command("list")
+def fault_list(
+    service: Annotated[str, typer.Argument(help="Service name.")],
+    run_dir: RunDir = Path("var/run"),
+) -> None:
+    """List the fault rules of a service."""
+    from backbeat.admin.v1 import admin_service_pb2
+    from mesh.faultctl import describe
+
+    response = _admin(service, run_dir, admin_service_pb2.ListFaultsRequest())
+    rules = getattr(response, "rules", [])
+    if not rules:
+        typer.echo(f"{service}: no faults")
+    for item in rules:
+        typer.echo(f"{service} {describe(item)}")
+
+
 @app.command()
 def bench(
     duration: Annotated[float, typer.Option(help="Seconds of load per measured phase.")] = 20.0,

@@ -10,15 +10,15 @@ import mutagen.mp3
 import numpy as np
 import pytest
 import soundfile
-from backbeat.common.v1 import common_pb2
-from backbeat.gateway.v1 import gateway_service_pb2 as gateway_pb
-from backbeat.licensing.v1 import licensing_service_pb2 as licensing_pb
-from backbeat.licensing.v1 import licensing_service_pb2_grpc as licensing_grpc
 from google.rpc import error_details_pb2
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 from grpc_status import rpc_status
 
+from backbeat.common.v1 import common_pb2
+from backbeat.gateway.v1 import gateway_service_pb2 as gateway_pb
+from backbeat.licensing.v1 import licensing_service_pb2 as licensing_pb
+from backbeat.licensing.v1 import licensing_service_pb2_grpc as licensing_grpc
 from mesh.launcher import TOPOLOGY, Mesh
 from services.gateway.client import BackbeatClient
 from services.licensing.rights import Rights
