@@ -12,8 +12,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from collections.abc import AsyncIterator, Callable
-from contextlib import AbstractContextManager, nullcontext
+from collections.abc import AsyncIterator, Callable, Iterator
+from contextlib import contextmanager
 from typing import Any, Generic, TypeVar
 
 import grpc
@@ -58,6 +58,8 @@ class Downstream(Generic[StubT]):
         self.target = target
         self.stub = stub_class(channel)
         self.breaker = breakers.get(caller, target)
+        self._half_open_trials = breakers.half_open_trials
+        self._trials_in_flight = 0
         self._service = service.full_name
         self._method_names = {id(getattr(self.stub, method.name)): method.name for method in service.methods}
         self._budget_s = budget_s
@@ -66,8 +68,22 @@ class Downstream(Generic[StubT]):
         self._use_breaker = use_breaker
         self._use_deadline = use_deadline
 
-    def _guard(self) -> AbstractContextManager[object]:
-        return self.breaker.calling() if self._use_breaker else nullcontext()
+    @contextmanager
+    def _guard(self) -> Iterator[None]:
+        if not self._use_breaker:
+            yield
+            return
+        # Closed breakers let every call through. Otherwise the call is a trial (or is
+        # rejected by pybreaker while open), and only half_open_trials run at once.
+        trial = self.breaker.current_state != pybreaker.STATE_CLOSED
+        if trial and self._trials_in_flight >= self._half_open_trials:
+            raise pybreaker.CircuitBreakerError("half-open trial calls already in flight")
+        self._trials_in_flight += trial
+        try:
+            with self.breaker.calling():
+                yield
+        finally:
+            self._trials_in_flight -= trial
 
     def _timeout(self, budget_s: float | None, name: str) -> float | None:
         if not self._use_deadline:
@@ -192,7 +208,13 @@ class Connector:
     @classmethod
     def from_settings(cls, caller: str, settings: MeshSettings) -> Connector:
         """Return a Connector with the breaker and deadline settings of `settings`."""
-        breakers = BreakerRegistry(settings.breaker_fail_max, settings.breaker_reset_s)
+        breakers = BreakerRegistry(
+            settings.breaker_fail_max,
+            settings.breaker_reset_s,
+            half_open_trials=settings.breaker_half_open_trials,
+            shared_redis_url=settings.redis_url if settings.shared_breakers else None,
+            redis_timeout_s=settings.redis_timeout_s,
+        )
         return cls(
             caller,
             breakers,

@@ -53,6 +53,10 @@ class MeshSettings(BaseSettings):
     secret: str = Field(
         DEV_SECRET, min_length=32, description="HMAC key for access tokens and stream grants."
     )
+    breaker_half_open_trials: int = Field(
+        1, ge=1, description="Trial calls at once while a breaker is half-open."
+    )
+    shared_breakers: bool = Field(False, description="Keep breaker state in Redis, shared by every replica.")
     metrics_port: int | None = Field(
         None, ge=0, le=65535, description="HTTP port of /metrics; unset for none."
     )

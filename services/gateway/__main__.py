@@ -14,6 +14,7 @@ from mesh.client import Connector
 from mesh.config import MeshSettings, load_settings
 from mesh.ratelimit import UserRateLimiter
 from mesh.server import ServiceDefinition, run, serve_service, start_process
+from services.gateway.admission import PriorityAdmission
 from services.gateway.auth import Authenticator
 from services.gateway.servicer import Backends, GatewayServicer
 
@@ -45,6 +46,10 @@ class GatewaySettings(MeshSettings):
     login_budget_s: float = Field(
         2.0, gt=0, description="Budget of a login, which includes password hashing."
     )
+    max_in_flight: int = Field(
+        256, gt=0, description="Calls the gateway serves at once before shedding load."
+    )
+    free_share: float = Field(0.75, gt=0, le=1, description="Share of max_in_flight free-tier calls may use.")
     rate_limit_per_minute: int = Field(10_000, gt=0, description="Requests per user per minute.")
 
 
@@ -105,6 +110,7 @@ async def main() -> None:
         play_budget_s=settings.play_budget_s,
         login_budget_s=settings.login_budget_s,
         search_budget_s=settings.search_budget_s,
+        admission=PriorityAdmission(settings.max_in_flight, settings.free_share),
         edge_address=settings.edge_address,
     )
     definition = ServiceDefinition.of(

@@ -23,9 +23,10 @@ from backbeat.user.v1 import user_service_pb2 as user_pb
 from backbeat.user.v1 import user_service_pb2_grpc as user_grpc
 from mesh import deadlines
 from mesh.client import Downstream
-from mesh.errors import InvalidArgument
+from mesh.errors import InvalidArgument, Unauthenticated
 from mesh.tracing import annotate, current_trace_id
-from services.gateway.auth import Authenticator
+from services.gateway.admission import PriorityAdmission, token_tier
+from services.gateway.auth import Authenticator, bearer_token
 
 FEEDBACK_EVENTS = frozenset(
     {
@@ -59,6 +60,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         login_budget_s: float,
         search_budget_s: float,
         edge_address: str,
+        admission: PriorityAdmission,
     ) -> None:
         self._backends = backends
         self._auth = authenticator
@@ -66,133 +68,146 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         self._login_budget_s = login_budget_s
         self._search_budget_s = search_budget_s
         self._edge_address = edge_address
+        self._admission = admission
+
+    def _tier(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
+        try:
+            return token_tier(bearer_token(context.invocation_metadata()))
+        except Unauthenticated:
+            return "free"
 
     async def Login(
         self, request: pb.LoginRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.LoginResponse:
-        users = self._backends.users
-        response = await users.unary(
-            users.stub.Login,
-            user_pb.LoginRequest(email=request.email, password=request.password),
-            budget_s=self._login_budget_s,
-        )
-        return pb.LoginResponse(
-            access_token=response.access_token, expires_at=response.expires_at, user=response.user
-        )
+        with self._admission.admit("free"):
+            users = self._backends.users
+            response = await users.unary(
+                users.stub.Login,
+                user_pb.LoginRequest(email=request.email, password=request.password),
+                budget_s=self._login_budget_s,
+            )
+            return pb.LoginResponse(
+                access_token=response.access_token, expires_at=response.expires_at, user=response.user
+            )
 
     async def Play(
         self, request: pb.PlayRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.PlayResponse:
-        with deadlines.budget(self._play_budget_s):
-            user = await self._auth.user(context.invocation_metadata())
-            if not request.track_id:
-                raise InvalidArgument("track_id", request.track_id, "a catalog track id")
-            stream = self._backends.stream
-            play = await stream.unary(
-                stream.stub.AuthorizePlay,
-                stream_pb.AuthorizePlayRequest(
-                    user=user,
-                    track_id=request.track_id,
-                    quality=request.quality,
-                    slow_connection=request.slow_connection,
-                ),
+        with self._admission.admit(self._tier(context)):
+            with deadlines.budget(self._play_budget_s):
+                user = await self._auth.user(context.invocation_metadata())
+                if not request.track_id:
+                    raise InvalidArgument("track_id", request.track_id, "a catalog track id")
+                stream = self._backends.stream
+                play = await stream.unary(
+                    stream.stub.AuthorizePlay,
+                    stream_pb.AuthorizePlayRequest(
+                        user=user,
+                        track_id=request.track_id,
+                        quality=request.quality,
+                        slow_connection=request.slow_connection,
+                    ),
+                )
+            annotate(
+                track_id=play.track.track_id,
+                rendition_kbps=play.rendition.bitrate_kbps,
+                playback_id=play.playback_id,
+                recommendations=len(play.recommendations),
             )
-        annotate(
-            track_id=play.track.track_id,
-            rendition_kbps=play.rendition.bitrate_kbps,
-            playback_id=play.playback_id,
-            recommendations=len(play.recommendations),
-        )
-        return pb.PlayResponse(
-            playback_id=play.playback_id,
-            track=play.track,
-            rendition=play.rendition,
-            stream_grant=play.stream_grant,
-            grant_expires_at=play.grant_expires_at,
-            edge_address=self._edge_address or play.edge_address,
-            recommendations=play.recommendations,
-            recommendations_fallback=play.recommendations_fallback,
-            trace_id=current_trace_id(),
-        )
+            return pb.PlayResponse(
+                playback_id=play.playback_id,
+                track=play.track,
+                rendition=play.rendition,
+                stream_grant=play.stream_grant,
+                grant_expires_at=play.grant_expires_at,
+                edge_address=self._edge_address or play.edge_address,
+                recommendations=play.recommendations,
+                recommendations_fallback=play.recommendations_fallback,
+                trace_id=current_trace_id(),
+            )
 
     async def GetTrack(
         self, request: pb.GetTrackRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetTrackResponse:
-        await self._auth.user(context.invocation_metadata())
-        if not request.track_id:
-            raise InvalidArgument("track_id", request.track_id, "a catalog track id")
-        metadata = self._backends.metadata
-        response = await metadata.unary(
-            metadata.stub.GetTrack, metadata_pb.GetTrackRequest(track_id=request.track_id)
-        )
-        return pb.GetTrackResponse(track=response.track)
+        with self._admission.admit(self._tier(context)):
+            await self._auth.user(context.invocation_metadata())
+            if not request.track_id:
+                raise InvalidArgument("track_id", request.track_id, "a catalog track id")
+            metadata = self._backends.metadata
+            response = await metadata.unary(
+                metadata.stub.GetTrack, metadata_pb.GetTrackRequest(track_id=request.track_id)
+            )
+            return pb.GetTrackResponse(track=response.track)
 
     async def Search(
         self, request: pb.SearchRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.SearchResponse:
-        await self._auth.user(context.invocation_metadata())
-        metadata = self._backends.metadata
-        response = await metadata.unary(
-            metadata.stub.SearchTracks,
-            metadata_pb.SearchTracksRequest(query=request.query, limit=request.limit),
-            budget_s=self._search_budget_s,
-        )
-        return pb.SearchResponse(tracks=response.tracks)
+        with self._admission.admit(self._tier(context)):
+            await self._auth.user(context.invocation_metadata())
+            metadata = self._backends.metadata
+            response = await metadata.unary(
+                metadata.stub.SearchTracks,
+                metadata_pb.SearchTracksRequest(query=request.query, limit=request.limit),
+                budget_s=self._search_budget_s,
+            )
+            return pb.SearchResponse(tracks=response.tracks)
 
     async def GetRecommendations(
         self, request: pb.GetRecommendationsRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.GetRecommendationsResponse:
-        user = await self._auth.user(context.invocation_metadata())
-        recommendation = self._backends.recommendation
-        ranked = await recommendation.unary(
-            recommendation.stub.GetRecommendations,
-            recommendation_pb.GetRecommendationsRequest(
-                user=user, seed_track_id=request.seed_track_id, limit=request.limit
-            ),
-        )
-        metadata = self._backends.metadata
-        tracks = await metadata.unary(
-            metadata.stub.BatchGetTracks, metadata_pb.BatchGetTracksRequest(track_ids=ranked.track_ids)
-        )
-        return pb.GetRecommendationsResponse(tracks=tracks.tracks, fallback=ranked.fallback)
+        with self._admission.admit(self._tier(context)):
+            user = await self._auth.user(context.invocation_metadata())
+            recommendation = self._backends.recommendation
+            ranked = await recommendation.unary(
+                recommendation.stub.GetRecommendations,
+                recommendation_pb.GetRecommendationsRequest(
+                    user=user, seed_track_id=request.seed_track_id, limit=request.limit
+                ),
+            )
+            metadata = self._backends.metadata
+            tracks = await metadata.unary(
+                metadata.stub.BatchGetTracks, metadata_pb.BatchGetTracksRequest(track_ids=ranked.track_ids)
+            )
+            return pb.GetRecommendationsResponse(tracks=tracks.tracks, fallback=ranked.fallback)
 
     async def ReportPlayback(
         self, request: pb.ReportPlaybackRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.ReportPlaybackResponse:
-        user = await self._auth.user(context.invocation_metadata())
-        validate_report(request)
-        annotate(
-            track_id=request.track_id,
-            playback_id=request.playback_id,
-            playback_event=common_pb2.PlaybackEventType.Name(request.event_type),
-        )
-
-        licensing = self._backends.licensing
-        record = licensing.unary(
-            licensing.stub.RecordPlayback,
-            licensing_pb.RecordPlaybackRequest(
-                playback_id=request.playback_id,
-                user_id=user.user_id,
+        with self._admission.admit(self._tier(context)):
+            user = await self._auth.user(context.invocation_metadata())
+            validate_report(request)
+            annotate(
                 track_id=request.track_id,
-                market=user.market,
-                played_ms=request.played_ms,
-            ),
-        )
-        if request.event_type not in FEEDBACK_EVENTS:
-            return pb.ReportPlaybackResponse(counted_as_stream=(await record).counted)
-
-        recommendation = self._backends.recommendation
-        feedback = recommendation.unary(
-            recommendation.stub.RecordFeedback,
-            recommendation_pb.RecordFeedbackRequest(
-                user_id=user.user_id,
-                track_id=request.track_id,
-                event_type=request.event_type,
                 playback_id=request.playback_id,
-            ),
-        )
-        recorded, _ = await asyncio.gather(record, feedback)
-        return pb.ReportPlaybackResponse(counted_as_stream=recorded.counted)
+                playback_event=common_pb2.PlaybackEventType.Name(request.event_type),
+            )
+
+            licensing = self._backends.licensing
+            record = licensing.unary(
+                licensing.stub.RecordPlayback,
+                licensing_pb.RecordPlaybackRequest(
+                    playback_id=request.playback_id,
+                    user_id=user.user_id,
+                    track_id=request.track_id,
+                    market=user.market,
+                    played_ms=request.played_ms,
+                ),
+            )
+            if request.event_type not in FEEDBACK_EVENTS:
+                return pb.ReportPlaybackResponse(counted_as_stream=(await record).counted)
+
+            recommendation = self._backends.recommendation
+            feedback = recommendation.unary(
+                recommendation.stub.RecordFeedback,
+                recommendation_pb.RecordFeedbackRequest(
+                    user_id=user.user_id,
+                    track_id=request.track_id,
+                    event_type=request.event_type,
+                    playback_id=request.playback_id,
+                ),
+            )
+            recorded, _ = await asyncio.gather(record, feedback)
+            return pb.ReportPlaybackResponse(counted_as_stream=recorded.counted)
 
 
 def validate_report(request: pb.ReportPlaybackRequest) -> None:

@@ -70,7 +70,13 @@ class SessionManager:
         now = self._clock()
         session_id = secrets.token_urlsafe(16)
         identity = Identity(account.user_id, account.tier, account.market, account.display_name, session_id)
-        claims = {"sub": account.user_id, "sid": session_id, "iat": int(now), "exp": int(now + self._ttl_s)}
+        claims = {
+            "sub": account.user_id,
+            "sid": session_id,
+            "tier": account.tier,
+            "iat": int(now),
+            "exp": int(now + self._ttl_s),
+        }
         token = jwt.encode(claims, self._secret, algorithm=ALGORITHMS[0])
         await self._store.set(
             SESSION_KEY.format(session_id), json.dumps(asdict(identity)).encode(), self._ttl_s
