@@ -43,6 +43,9 @@ class MeshSettings(BaseSettings):
     redis_timeout_s: float = Field(0.05, gt=0, description="Socket timeout of every Redis call, seconds.")
     log_level: str = Field("INFO", pattern="^(DEBUG|INFO|WARNING|ERROR)$")
     drain_s: float = Field(5.0, ge=0, description="Seconds in-flight calls get to finish on shutdown.")
+    unready_s: float = Field(
+        0.5, ge=0, description="Seconds a stopping service reports NOT_SERVING before it stops taking calls."
+    )
     deadline_margin_s: float = Field(
         0.002, ge=0, description="Time kept back from the incoming deadline for each downstream call."
     )

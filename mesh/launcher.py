@@ -102,11 +102,13 @@ class Mesh:
         """Return host:port of a running service."""
         return self.processes[name].address
 
-    def _spawn(self, name: str) -> ServiceProcess:
+    def _spawn(self, name: str, port: int | None = None) -> ServiceProcess:
         port_file = self.run_dir / f"{name}.port"
         port_file.unlink(missing_ok=True)
         env = {**os.environ, **self.environment}
-        env["BACKBEAT_PORT"] = str(self.base_port + PORT_OFFSETS[name] if self.base_port else 0)
+        if port is None:
+            port = self.base_port + PORT_OFFSETS[name] if self.base_port else 0
+        env["BACKBEAT_PORT"] = str(port)
         env["BACKBEAT_PORT_FILE"] = str(port_file)
         for dependency in TOPOLOGY[name]:
             env[f"BACKBEAT_{dependency.upper()}_ADDRESS"] = self.address(dependency)
@@ -172,6 +174,25 @@ class Mesh:
                 service.process.kill()
                 service.process.wait()
         return {name: service.process.returncode for name, service in self.processes.items()}
+
+    def kill(self, name: str) -> None:
+        """Kill one service with SIGKILL, as a crash would, and wait for it to exit."""
+        process = self.processes[name].process
+        process.kill()
+        process.wait(timeout=10)
+
+    def terminate(self, name: str) -> None:
+        """Send SIGTERM to one service without waiting: it drains, then exits."""
+        self.processes[name].process.send_signal(signal.SIGTERM)
+
+    async def restart(self, name: str) -> None:
+        """Start a stopped service again on the same port, so its callers reconnect to it."""
+        previous = self.processes[name]
+        if previous.process.poll() is None:
+            raise LaunchError(f"{name} is still running; stop it before restarting")
+        service = self._spawn(name, port=previous.port)
+        self.processes[name] = service
+        await self._await_port(service)
 
     def exited(self) -> dict[str, int]:
         """Return the services that have exited, with their exit status."""

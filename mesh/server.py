@@ -83,9 +83,15 @@ class BuiltServer:
         for name in ["", *self.service_names]:
             await self.health.set(name, health_pb2.HealthCheckResponse.SERVING)
 
-    async def stop(self, drain_s: float) -> None:
-        """Report NOT_SERVING, give in-flight calls `drain_s` seconds, then run the cleanups."""
+    async def stop(self, drain_s: float, unready_s: float = 0.0) -> None:
+        """Report NOT_SERVING, keep serving for `unready_s`, give in-flight calls `drain_s`, then clean up.
+
+        The unready period lets health checkers and load balancers see NOT_SERVING and
+        move traffic away before the server stops taking new calls.
+        """
         await self.health.enter_graceful_shutdown()
+        if unready_s > 0:
+            await asyncio.sleep(unready_s)
         await self.server.stop(drain_s)
         for cleanup in self.cleanups:
             try:
@@ -147,6 +153,7 @@ async def serve(
     *,
     host: str,
     drain_s: float,
+    unready_s: float = 0.0,
     port_file: Path | None = None,
     tracer_provider: TracerProvider | None = None,
 ) -> None:
@@ -163,7 +170,7 @@ async def serve(
 
     await stop.wait()
     logger.info("%s stopping: NOT_SERVING, draining in-flight calls for up to %.1f s", built.service, drain_s)
-    await built.stop(drain_s)
+    await built.stop(drain_s, unready_s)
     if tracer_provider is not None:
         shutdown_tracing(tracer_provider)
     logger.info("%s stopped", built.service)
@@ -188,6 +195,7 @@ async def serve_service(
         built,
         host=settings.host,
         drain_s=settings.drain_s,
+        unready_s=settings.unready_s,
         port_file=settings.port_file,
         tracer_provider=tracer_provider,
     )

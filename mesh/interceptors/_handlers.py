@@ -13,11 +13,11 @@ Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], Awaitable[Handler
 UnaryBehaviour = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 StreamBehaviour = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
 
-INFRASTRUCTURE_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+INFRASTRUCTURE_PREFIXES = ("/grpc.health.", "/grpc.reflection.", "/backbeat.admin.")
 
 
 def is_infrastructure(method: str) -> bool:
-    """Return True for health and reflection methods, which are not traced."""
+    """Return True for health, reflection and admin methods, which faults, traces and metrics leave alone."""
     return method.startswith(INFRASTRUCTURE_PREFIXES)
 
 

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import asyncio
+import logging
+
 from pydantic import Field
 
 from backbeat.gateway.v1 import gateway_service_pb2, gateway_service_pb2_grpc
@@ -16,9 +19,11 @@ from mesh.ratelimit import UserRateLimiter
 from mesh.server import ServiceDefinition, run, serve_service, start_process
 from services.gateway.admission import PriorityAdmission
 from services.gateway.auth import Authenticator
+from services.gateway.feedback import FeedbackOutbox
 from services.gateway.servicer import Backends, GatewayServicer
 
 SERVICE = "gateway"
+logger = logging.getLogger(__name__)
 
 
 class GatewaySettings(MeshSettings):
@@ -102,6 +107,14 @@ async def main() -> None:
 
     connector = Connector.from_settings(SERVICE, settings)
     backends = connect_backends(connector, settings)
+    outbox = FeedbackOutbox(backends.recommendation)
+    outbox_task = asyncio.create_task(outbox.run())
+
+    async def stop_outbox() -> None:
+        outbox_task.cancel()
+        if outbox.pending:
+            logger.warning("stopping with %d feedback events undelivered", outbox.pending)
+
     limiter = UserRateLimiter(settings.rate_limit_per_minute, settings.redis_url, settings.redis_timeout_s)
     authenticator = Authenticator(backends.users, limiter)
     servicer = GatewayServicer(
@@ -111,6 +124,7 @@ async def main() -> None:
         login_budget_s=settings.login_budget_s,
         search_budget_s=settings.search_budget_s,
         admission=PriorityAdmission(settings.max_in_flight, settings.free_share),
+        feedback=outbox,
         edge_address=settings.edge_address,
     )
     definition = ServiceDefinition.of(
@@ -121,7 +135,11 @@ async def main() -> None:
     )
     await connector.warm_up()
     await serve_service(
-        SERVICE, settings, [definition], cleanups=[connector.close, limiter.close], tracer_provider=provider
+        SERVICE,
+        settings,
+        [definition],
+        cleanups=[stop_outbox, connector.close, limiter.close],
+        tracer_provider=provider,
     )
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 from dataclasses import dataclass
 from typing import Any
 
@@ -27,6 +26,7 @@ from mesh.errors import InvalidArgument, Unauthenticated
 from mesh.tracing import annotate, current_trace_id
 from services.gateway.admission import PriorityAdmission, token_tier
 from services.gateway.auth import Authenticator, bearer_token
+from services.gateway.feedback import FeedbackOutbox
 
 FEEDBACK_EVENTS = frozenset(
     {
@@ -61,6 +61,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         search_budget_s: float,
         edge_address: str,
         admission: PriorityAdmission,
+        feedback: FeedbackOutbox,
     ) -> None:
         self._backends = backends
         self._auth = authenticator
@@ -69,6 +70,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         self._search_budget_s = search_budget_s
         self._edge_address = edge_address
         self._admission = admission
+        self._feedback = feedback
 
     def _tier(self, context: grpc.aio.ServicerContext[Any, Any]) -> str:
         try:
@@ -183,7 +185,7 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
             )
 
             licensing = self._backends.licensing
-            record = licensing.unary(
+            recorded = await licensing.unary(
                 licensing.stub.RecordPlayback,
                 licensing_pb.RecordPlaybackRequest(
                     playback_id=request.playback_id,
@@ -193,20 +195,17 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
                     played_ms=request.played_ms,
                 ),
             )
-            if request.event_type not in FEEDBACK_EVENTS:
-                return pb.ReportPlaybackResponse(counted_as_stream=(await record).counted)
-
-            recommendation = self._backends.recommendation
-            feedback = recommendation.unary(
-                recommendation.stub.RecordFeedback,
-                recommendation_pb.RecordFeedbackRequest(
-                    user_id=user.user_id,
-                    track_id=request.track_id,
-                    event_type=request.event_type,
-                    playback_id=request.playback_id,
-                ),
-            )
-            recorded, _ = await asyncio.gather(record, feedback)
+            # Royalties are recorded first and must succeed; feedback is retried later if needed.
+            if request.event_type in FEEDBACK_EVENTS:
+                delivered = await self._feedback.deliver(
+                    recommendation_pb.RecordFeedbackRequest(
+                        user_id=user.user_id,
+                        track_id=request.track_id,
+                        event_type=request.event_type,
+                        playback_id=request.playback_id,
+                    )
+                )
+                annotate(feedback_delivered=delivered)
             return pb.ReportPlaybackResponse(counted_as_stream=recorded.counted)
 
 
