@@ -26,7 +26,7 @@ from backbeat.admin.v1 import admin_service_pb2, admin_service_pb2_grpc
 from bench.load import EchoDriver, MeshDriver, PhaseResult, closed_loop, open_loop
 from bench.stats import cpu_seconds, peak_rss_bytes
 from bench.workload import TrackPicker, create_listeners
-from mesh.launcher import Mesh
+from mesh.launcher import HTTP_SERVICES, TOPOLOGY, Mesh
 from services.setup import StatePaths
 
 STREAM_CHUNK_BYTES = 64 * 1024
@@ -147,7 +147,7 @@ async def run_mesh(
         )
 
     mesh = Mesh(run_dir=folder / label, base_port=0, environment=environment)
-    await mesh.start()
+    await mesh.start(only=tuple(name for name in TOPOLOGY if name not in HTTP_SERVICES))
     picker = TrackPicker(state.catalog, state.rights)
     driver = MeshDriver(mesh.address("gateway"), listeners, picker)
     results: dict[str, Any] = {}

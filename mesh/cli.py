@@ -76,6 +76,7 @@ async def _up(base_port: int, run_dir: Path) -> int:
 
     for name in TOPOLOGY:
         typer.echo(f"  {name:15} {mesh.address(name)}   SERVING")
+    typer.echo(f"web player at http://127.0.0.1:{mesh.processes['webbridge'].port}/")
     typer.echo(f"gateway at {mesh.address('gateway')}; press Ctrl-C to stop")
 
     while not stop.is_set():
@@ -95,7 +96,7 @@ async def _up(base_port: int, run_dir: Path) -> int:
 @app.command()
 def up(
     base_port: Annotated[
-        int, typer.Option(help="Gateway port; the other services take the next six. 0 picks free ports.")
+        int, typer.Option(help="Gateway port; the other services take the next seven. 0 picks free ports.")
     ] = 50051,
     run_dir: Annotated[Path, typer.Option(help="Folder for port files and service logs.")] = Path("var/run"),
 ) -> None:

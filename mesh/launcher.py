@@ -2,8 +2,10 @@
 
 Each service binds its own port (a fixed one from a base port, or a free one
 with base port 0), writes it to a port file once it serves, and is checked
-with grpc.health.v1 before the services that call it start. Stopping sends
-SIGTERM in reverse order, so callers drain before the services they call.
+with grpc.health.v1 before the services that call it start. The services in
+HTTP_SERVICES serve HTTP instead: they get their port as BACKBEAT_HTTP_PORT
+and are checked with GET /healthz. Stopping sends SIGTERM in reverse order,
+so callers drain before the services they call.
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+import aiohttp
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
@@ -34,6 +37,7 @@ TOPOLOGY: dict[str, tuple[str, ...]] = {
     "stream": ("licensing", "metadata", "recommendation"),
     "edge": ("stream",),
     "gateway": ("user", "stream", "metadata", "recommendation", "licensing", "edge"),
+    "webbridge": ("gateway", "edge"),
 }
 PORT_OFFSETS = {
     "gateway": 0,
@@ -43,7 +47,10 @@ PORT_OFFSETS = {
     "recommendation": 4,
     "stream": 5,
     "edge": 6,
+    "webbridge": 7,
 }
+# Services that serve HTTP, not gRPC. The launcher checks them with GET /healthz, which returns 200.
+HTTP_SERVICES = frozenset({"webbridge"})
 
 
 class LaunchError(RuntimeError):
@@ -88,6 +95,22 @@ async def wait_serving(address: str, timeout_s: float) -> None:
             await asyncio.sleep(0.05)
 
 
+async def wait_http_ready(url: str, timeout_s: float) -> None:
+    """Poll GET `url` until the response status is 200 or `timeout_s` passes."""
+    deadline = time.monotonic() + timeout_s
+    async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=0.5)) as session:
+        while True:
+            try:
+                async with session.get(url) as response:
+                    if response.status == 200:
+                        return
+            except (aiohttp.ClientError, TimeoutError):
+                pass
+            if time.monotonic() > deadline:
+                raise LaunchError(f"GET {url} did not return 200 within {timeout_s:.0f} s")
+            await asyncio.sleep(0.05)
+
+
 @dataclass
 class Mesh:
     """Starts and stops the services of one mesh."""
@@ -106,9 +129,10 @@ class Mesh:
         port_file = self.run_dir / f"{name}.port"
         port_file.unlink(missing_ok=True)
         env = {**os.environ, **self.environment}
+        port_variable = "BACKBEAT_HTTP_PORT" if name in HTTP_SERVICES else "BACKBEAT_PORT"
         if port is None:
             port = self.base_port + PORT_OFFSETS[name] if self.base_port else 0
-        env["BACKBEAT_PORT"] = str(port)
+        env[port_variable] = str(port)
         env["BACKBEAT_PORT_FILE"] = str(port_file)
         for dependency in TOPOLOGY[name]:
             env[f"BACKBEAT_{dependency.upper()}_ADDRESS"] = self.address(dependency)
@@ -137,7 +161,10 @@ class Mesh:
                 raise LaunchError(f"{service.name} did not start within {self.start_timeout_s:.0f} s")
             await asyncio.sleep(0.05)
         service.port = int(port_file.read_text())
-        await wait_serving(service.address, self.start_timeout_s)
+        if service.name in HTTP_SERVICES:
+            await wait_http_ready(f"http://{service.address}/healthz", self.start_timeout_s)
+        else:
+            await wait_serving(service.address, self.start_timeout_s)
 
     async def start(self, only: tuple[str, ...] | None = None) -> None:
         """Start the services (all, or `only` those) in dependency order and wait until each serves."""

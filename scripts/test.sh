@@ -5,6 +5,7 @@ set -euo pipefail
 cd "$(dirname "$0")/.."
 
 bash scripts/install.sh
+bash scripts/install_web.sh
 
 # shellcheck source=/dev/null
 source .venv/bin/activate
@@ -13,6 +14,7 @@ echo "== contracts: buf lint, buf breaking, generated code =="
 buf lint
 bash scripts/check_breaking.sh
 python scripts/generate_protos.py --check
+bash scripts/generate_web.sh --check
 
 echo "== lint and types =="
 ruff check .

@@ -19,7 +19,7 @@ from backbeat.common.v1 import common_pb2
 from backbeat.gateway.v1 import gateway_service_pb2 as gateway_pb
 from backbeat.licensing.v1 import licensing_service_pb2 as licensing_pb
 from backbeat.licensing.v1 import licensing_service_pb2_grpc as licensing_grpc
-from mesh.launcher import TOPOLOGY, Mesh
+from mesh.launcher import HTTP_SERVICES, TOPOLOGY, Mesh
 from services.gateway.client import BackbeatClient
 from services.licensing.rights import Rights
 from services.setup import StatePaths
@@ -243,7 +243,7 @@ async def test_report_without_event_type_invalid_argument(premium_client: Backbe
     assert bad_request_fields(raised.value) == ["event_type"]
 
 
-@pytest.mark.parametrize("service", list(TOPOLOGY))
+@pytest.mark.parametrize("service", [name for name in TOPOLOGY if name not in HTTP_SERVICES])
 async def test_service_health_and_reflection(mesh: Mesh, service: str) -> None:
     async with grpc.aio.insecure_channel(mesh.address(service)) as channel:
         health = await health_pb2_grpc.HealthStub(channel).Check(health_pb2.HealthCheckRequest(), timeout=2)
