@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 from typing import Any, cast
 
 import grpc
+from google.rpc import error_details_pb2
+from grpc_status import rpc_status
 from tqdm import tqdm
 
 from backbeat.bench.v1 import echo_service_pb2, echo_service_pb2_grpc
@@ -90,6 +92,16 @@ async def open_loop(
     return time.perf_counter() - started
 
 
+def retry_delay(error: grpc.aio.AioRpcError) -> float:
+    """Return how long a well-behaved client waits before its next call: RetryInfo, else 50 ms."""
+    status = rpc_status.from_call(cast(grpc.Call, error))
+    for detail in status.details if status else []:
+        info = error_details_pb2.RetryInfo()
+        if detail.Unpack(info):
+            return float(info.retry_delay.ToNanoseconds()) / 1e9
+    return 0.05
+
+
 class MeshDriver:
     """Logs listeners in and plays tracks through the gateway and the edge."""
 
@@ -155,6 +167,7 @@ class MeshDriver:
                 call.cancel()
             except grpc.aio.AioRpcError as error:
                 grant_samples.errors[error.code().name] += 1
+                await asyncio.sleep(retry_delay(error))
                 return
             if chunk is grpc.aio.EOF:
                 first_byte_samples.errors["EMPTY_STREAM"] += 1
@@ -168,12 +181,21 @@ class MeshDriver:
     async def stream_grant(self) -> tuple[str, str]:
         """Return a grant and edge address for a premium listener's most popular licensed track."""
         listener, token = next((item for item in self._tokens if item[0].tier == "premium"), self._tokens[0])
-        response = await self._gateway.Play(
-            gateway_service_pb2.PlayRequest(track_id=self._picker.pick(listener.market)),
-            metadata=(("authorization", f"Bearer {token}"),),
-            timeout=2.0,
-        )
-        return response.stream_grant, response.edge_address
+        deadline = time.monotonic() + 15
+        while True:
+            try:
+                response = await self._gateway.Play(
+                    gateway_service_pb2.PlayRequest(track_id=self._picker.pick(listener.market)),
+                    metadata=(("authorization", f"Bearer {token}"),),
+                    timeout=2.0,
+                )
+            except grpc.aio.AioRpcError as error:
+                # Breakers opened by the previous phase close after their reset time.
+                if time.monotonic() > deadline:
+                    raise
+                await asyncio.sleep(retry_delay(error))
+                continue
+            return response.stream_grant, response.edge_address
 
     def stream_operation(self, result: PhaseResult, grant: str, edge_address: str) -> Operation:
         """Return an operation that streams one whole rendition from the edge."""

@@ -9,7 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import AsyncIterator
+import time
+from collections.abc import AsyncIterator, Callable
 from typing import Any
 
 import grpc
@@ -39,14 +40,46 @@ EXPECTED_CODES = frozenset(
 )
 
 
+class RepeatFilter:
+    """Lets one log line per (method, status) through each `window_s`, counting the rest."""
+
+    def __init__(self, window_s: float = 1.0, clock: Callable[[], float] = time.monotonic) -> None:
+        self._window_s = window_s
+        self._clock = clock
+        self._windows: dict[tuple[str, str], tuple[float, int]] = {}
+
+    def admit(self, method: str, code: str) -> int | None:
+        """Return how many lines were suppressed since the last one, or None to suppress this one."""
+        now = self._clock()
+        started, suppressed = self._windows.get((method, code), (-self._window_s, 0))
+        if now - started < self._window_s:
+            self._windows[(method, code)] = (started, suppressed + 1)
+            return None
+        self._windows[(method, code)] = (now, 0)
+        return suppressed
+
+
+_repeats = RepeatFilter()
+
+
 async def _abort(context: grpc.aio.ServicerContext[Any, Any], method: str, error: BackbeatError) -> None:
     status = rpc_status.to_status(to_rpc_status(error))
     if status.code in EXPECTED_CODES:
         logger.info("%s failed with %s: %s", method, status.code.name, status.details)
-    elif isinstance(error, DownstreamError | DeadlineExceeded):
-        logger.warning("%s failed with %s: %s", method, status.code.name, status.details)
     else:
-        logger.error("%s failed with %s: %s", method, status.code.name, status.details)
+        suppressed = _repeats.admit(method, status.code.name)
+        if suppressed is not None:
+            level = (
+                logging.WARNING if isinstance(error, DownstreamError | DeadlineExceeded) else logging.ERROR
+            )
+            logger.log(
+                level,
+                "%s failed with %s: %s (%d similar failures not logged since the previous line)",
+                method,
+                status.code.name,
+                status.details,
+                suppressed,
+            )
     await context.abort(status.code, status.details, status.trailing_metadata)
 
 
