@@ -40,3 +40,24 @@ def wrap_handler(
             response_serializer=handler.response_serializer,
         )
     return handler
+
+
+class HandlerCache:
+    """Wrapped handlers by the handler they wrap, so each method is wrapped once, not per call.
+
+    gRPC's generic handlers return the same handler object for a method on every call,
+    so identity is a safe key; the original is kept to keep its id from being reused.
+    """
+
+    def __init__(self) -> None:
+        self._wrapped: dict[int, tuple[Handler, Handler]] = {}
+
+    def get(self, handler: Handler) -> Handler | None:
+        """Return the wrapped version of `handler`, or None when it has not been wrapped yet."""
+        entry = self._wrapped.get(id(handler))
+        return entry[1] if entry is not None and entry[0] is handler else None
+
+    def put(self, handler: Handler, wrapped: Handler) -> Handler:
+        """Remember `wrapped` as the wrapped version of `handler` and return it."""
+        self._wrapped[id(handler)] = (handler, wrapped)
+        return wrapped

@@ -11,6 +11,7 @@ from mesh import deadlines
 from mesh.interceptors._handlers import (
     Continuation,
     Handler,
+    HandlerCache,
     StreamBehaviour,
     UnaryBehaviour,
     is_infrastructure,
@@ -21,6 +22,9 @@ from mesh.interceptors._handlers import (
 class ServerDeadlineInterceptor(grpc.aio.ServerInterceptor):
     """Stores the call's time remaining in the deadline context variable."""
 
+    def __init__(self) -> None:
+        self._handlers = HandlerCache()
+
     async def intercept_service(
         self,
         continuation: Continuation,
@@ -29,6 +33,9 @@ class ServerDeadlineInterceptor(grpc.aio.ServerInterceptor):
         handler = await continuation(handler_call_details)
         if handler is None or is_infrastructure(handler_call_details.method):
             return handler
+        cached = self._handlers.get(handler)
+        if cached is not None:
+            return cached
 
         def wrap_unary(behaviour: UnaryBehaviour) -> UnaryBehaviour:
             async def with_deadline(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -47,4 +54,4 @@ class ServerDeadlineInterceptor(grpc.aio.ServerInterceptor):
 
             return with_deadline
 
-        return wrap_handler(handler, wrap_unary, wrap_stream)
+        return self._handlers.put(handler, wrap_handler(handler, wrap_unary, wrap_stream))

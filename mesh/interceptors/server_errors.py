@@ -20,6 +20,7 @@ from mesh.errors import BackbeatError, DeadlineExceeded, DownstreamError, to_rpc
 from mesh.interceptors._handlers import (
     Continuation,
     Handler,
+    HandlerCache,
     StreamBehaviour,
     UnaryBehaviour,
     is_infrastructure,
@@ -91,6 +92,9 @@ async def _internal(context: grpc.aio.ServicerContext[Any, Any], method: str) ->
 class ServerErrorInterceptor(grpc.aio.ServerInterceptor):
     """Turns exceptions raised by handlers into gRPC statuses."""
 
+    def __init__(self) -> None:
+        self._handlers = HandlerCache()
+
     async def intercept_service(
         self,
         continuation: Continuation,
@@ -100,6 +104,9 @@ class ServerErrorInterceptor(grpc.aio.ServerInterceptor):
         method: str = handler_call_details.method
         if handler is None or is_infrastructure(handler_call_details.method):
             return handler
+        cached = self._handlers.get(handler)
+        if cached is not None:
+            return cached
 
         def wrap_unary(behaviour: UnaryBehaviour) -> UnaryBehaviour:
             async def mapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -128,4 +135,4 @@ class ServerErrorInterceptor(grpc.aio.ServerInterceptor):
 
             return mapped
 
-        return wrap_handler(handler, wrap_unary, wrap_stream)
+        return self._handlers.put(handler, wrap_handler(handler, wrap_unary, wrap_stream))

@@ -13,6 +13,7 @@ from mesh.faults import FaultDecision, FaultRegistry
 from mesh.interceptors._handlers import (
     Continuation,
     Handler,
+    HandlerCache,
     StreamBehaviour,
     UnaryBehaviour,
     is_infrastructure,
@@ -38,6 +39,7 @@ class ServerFaultInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, faults: FaultRegistry) -> None:
         self._faults = faults
+        self._handlers = HandlerCache()
 
     async def intercept_service(
         self,
@@ -48,6 +50,9 @@ class ServerFaultInterceptor(grpc.aio.ServerInterceptor):
         method: str = handler_call_details.method
         if handler is None or is_infrastructure(method):
             return handler
+        cached = self._handlers.get(handler)
+        if cached is not None:
+            return cached
 
         def wrap_unary(behaviour: UnaryBehaviour) -> UnaryBehaviour:
             async def faulty(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -68,4 +73,4 @@ class ServerFaultInterceptor(grpc.aio.ServerInterceptor):
 
             return faulty
 
-        return wrap_handler(handler, wrap_unary, wrap_stream)
+        return self._handlers.put(handler, wrap_handler(handler, wrap_unary, wrap_stream))

@@ -12,6 +12,7 @@ import grpc
 from mesh.interceptors._handlers import (
     Continuation,
     Handler,
+    HandlerCache,
     StreamBehaviour,
     UnaryBehaviour,
     is_infrastructure,
@@ -32,6 +33,7 @@ class ServerMetricsInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, service: str) -> None:
         self._service = service
+        self._handlers = HandlerCache()
 
     def _record(self, method: str, code: str, started: float) -> None:
         RPC_HANDLED.labels(self._service, method, code).inc()
@@ -46,6 +48,9 @@ class ServerMetricsInterceptor(grpc.aio.ServerInterceptor):
         method: str = handler_call_details.method
         if handler is None or is_infrastructure(method):
             return handler
+        cached = self._handlers.get(handler)
+        if cached is not None:
+            return cached
 
         def wrap_unary(behaviour: UnaryBehaviour) -> UnaryBehaviour:
             async def measured(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -81,4 +86,4 @@ class ServerMetricsInterceptor(grpc.aio.ServerInterceptor):
 
             return measured
 
-        return wrap_handler(handler, wrap_unary, wrap_stream)
+        return self._handlers.put(handler, wrap_handler(handler, wrap_unary, wrap_stream))

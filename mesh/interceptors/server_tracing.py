@@ -14,6 +14,7 @@ from opentelemetry import trace
 from mesh.interceptors._handlers import (
     Continuation,
     Handler,
+    HandlerCache,
     StreamBehaviour,
     UnaryBehaviour,
     is_infrastructure,
@@ -51,6 +52,7 @@ class ServerTracingInterceptor(grpc.aio.ServerInterceptor):
 
     def __init__(self, service: str) -> None:
         self._service = service
+        self._handlers = HandlerCache()
 
     def _start(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> trace.Span:
         parent = extract_context(context.invocation_metadata())
@@ -76,6 +78,9 @@ class ServerTracingInterceptor(grpc.aio.ServerInterceptor):
         method: str = handler_call_details.method
         if handler is None or is_infrastructure(method):
             return handler
+        cached = self._handlers.get(handler)
+        if cached is not None:
+            return cached
 
         def wrap_unary(behaviour: UnaryBehaviour) -> UnaryBehaviour:
             async def traced(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
@@ -127,4 +132,4 @@ class ServerTracingInterceptor(grpc.aio.ServerInterceptor):
 
             return traced
 
-        return wrap_handler(handler, wrap_unary, wrap_stream)
+        return self._handlers.put(handler, wrap_handler(handler, wrap_unary, wrap_stream))

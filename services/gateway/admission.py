@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 
 import grpc
 import jwt
+from cachetools import LRUCache, cached
 
 from mesh.errors import DeadlineExceeded, DownstreamError, ResourceExhausted, Unavailable
 
@@ -33,6 +34,7 @@ DECREASE = 0.9
 OVERLOAD_CODES = frozenset({grpc.StatusCode.DEADLINE_EXCEEDED, grpc.StatusCode.UNAVAILABLE})
 
 
+@cached(cache=LRUCache(maxsize=10_000))
 def token_tier(token: str) -> str:
     """Return the "tier" claim of an access token without verifying it; "free" when absent."""
     try:
