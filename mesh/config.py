@@ -49,7 +49,7 @@ class MeshSettings(BaseSettings):
     deadline_margin_s: float = Field(
         0.002, ge=0, description="Time kept back from the incoming deadline for each downstream call."
     )
-    breaker_fail_max: int = Field(5, ge=1, description="Consecutive failures that open a circuit breaker.")
+    breaker_fail_max: int = Field(20, ge=1, description="Consecutive failures that open a circuit breaker.")
     breaker_reset_s: float = Field(
         5.0, gt=0, description="Seconds an open breaker waits before a trial call."
     )

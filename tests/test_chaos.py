@@ -445,7 +445,7 @@ async def health_after_sigterm(channel: grpc.aio.Channel) -> int:
 
 @pytest.mark.parametrize("fault", ["slow", "errors"])
 async def test_edge_fault(chaos: ChaosMesh, listener: Listener, fault: str) -> None:
-    outcome = await listener.play(chaos.licensed["US"][20])
+    [outcome] = await warm(listener, [chaos.licensed["US"][20]])
     assert outcome.play is not None
     if fault == "slow":
         await set_fault(chaos, "edge", latency_s=1.0)
@@ -603,7 +603,7 @@ async def test_overload_sheds_free_tier_first(chaos: ChaosMesh) -> None:
 
 
 async def test_sigterm_edge_finishes_open_stream(chaos: ChaosMesh, listener: Listener) -> None:
-    outcome = await listener.play(chaos.licensed["US"][38])
+    [outcome] = await warm(listener, [chaos.licensed["US"][38]])
     assert outcome.play is not None
     edge = chaos.mesh.address("edge")
     received = 0
