@@ -236,11 +236,16 @@ def fault_clear(
 ) -> None:
     """Remove fault rules from a service."""
     from backbeat.admin.v1 import admin_service_pb2
-    from mesh.faultctl import full_method
+    from mesh.faultctl import FaultSpecError, full_method
 
-    target = full_method(service, method) if method else ""
+    try:
+        target = full_method(service, method) if method else ""
+    except (FaultSpecError, KeyError) as error:
+        typer.echo(str(error), err=True)
+        raise typer.Exit(2) from None
     response = _admin(service, run_dir, admin_service_pb2.ClearFaultsRequest(method=target))
-    typer.echo(f"{service}: {getattr(response, 'removed', 0)} rules removed")
+    removed = getattr(response, "removed", 0)
+    typer.echo(f"{service}: {removed} {'rule' if removed == 1 else 'rules'} removed")
 
 
 @fault_app.command("list")

@@ -6,10 +6,17 @@ import re
 from pathlib import Path
 
 import grpc
-from google.protobuf import duration_pb2
+from google.protobuf import descriptor_pool, duration_pb2
 
 from backbeat.admin.v1 import admin_service_pb2 as pb
 from backbeat.admin.v1 import admin_service_pb2_grpc as pb_grpc
+from backbeat.edge.v1 import edge_service_pb2  # noqa: F401 (registers the service descriptors)
+from backbeat.gateway.v1 import gateway_service_pb2  # noqa: F401
+from backbeat.licensing.v1 import licensing_service_pb2  # noqa: F401
+from backbeat.metadata.v1 import metadata_service_pb2  # noqa: F401
+from backbeat.recommendation.v1 import recommendation_service_pb2  # noqa: F401
+from backbeat.stream.v1 import stream_service_pb2  # noqa: F401
+from backbeat.user.v1 import user_service_pb2  # noqa: F401
 
 DURATION = re.compile(r"(?P<value>\d+(?:\.\d+)?)(?P<unit>ms|s)")
 SERVICE_NAMES = {
@@ -39,12 +46,19 @@ def parse_duration(text: str, name: str) -> duration_pb2.Duration:
 
 
 def full_method(service: str, method: str) -> str:
-    """Expand a method name such as GetTrack to /backbeat.metadata.v1.MetadataService/GetTrack; "*" stays."""
+    """Expand a method name such as GetTrack to /backbeat.metadata.v1.MetadataService/GetTrack; "*" stays.
+
+    Raises FaultSpecError for a method the service does not have.
+    """
     if method in ("", "*"):
         return "*"
-    if method.startswith("/"):
-        return method
-    return f"/{SERVICE_NAMES[service]}/{method}"
+    name = method.rsplit("/", 1)[-1]
+    known = [
+        method.name for method in descriptor_pool.Default().FindServiceByName(SERVICE_NAMES[service]).methods
+    ]
+    if name not in known:
+        raise FaultSpecError(f"unknown method {method!r} of {service}: expected one of {', '.join(known)}")
+    return f"/{SERVICE_NAMES[service]}/{name}"
 
 
 def parse_rule(service: str, method: str, settings: list[str]) -> pb.FaultRule:
@@ -60,9 +74,12 @@ def parse_rule(service: str, method: str, settings: list[str]) -> pb.FaultRule:
             rule.jitter.CopyFrom(parse_duration(value, "jitter"))
         elif key == "error-rate":
             try:
-                rule.error_rate = float(value)
+                rate = float(value)
             except ValueError:
-                raise FaultSpecError(f"invalid error-rate {value!r}: expected a number from 0 to 1") from None
+                rate = -1.0
+            if not 0.0 <= rate <= 1.0:
+                raise FaultSpecError(f"invalid error-rate {value!r}: expected a number from 0 to 1")
+            rule.error_rate = rate
         elif key == "code":
             try:
                 rule.error_code = grpc.StatusCode[value.upper()].value[0]

@@ -4,8 +4,8 @@ Each service binds its own port (a fixed one from a base port, or a free one
 with base port 0), writes it to a port file once it serves, and is checked
 with grpc.health.v1 before the services that call it start. The services in
 HTTP_SERVICES serve HTTP instead: they get their port as BACKBEAT_HTTP_PORT
-and are checked with GET /healthz. Stopping sends SIGTERM in reverse order,
-so callers drain before the services they call.
+and are checked with GET /healthz. Stopping sends SIGTERM to callers before
+the services they call; each service then drains its own in-flight calls.
 """
 
 from __future__ import annotations

@@ -37,6 +37,9 @@ from mesh.tracing import configure_tracing, shutdown_tracing
 logger = logging.getLogger(__name__)
 
 SERVER_OPTIONS: list[tuple[str, Any]] = [
+    # gRPC turns SO_REUSEPORT on by default, which lets a second mesh bind the same ports
+    # and silently share the traffic; a port in use must fail the start instead.
+    ("grpc.so_reuseport", 0),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 20_000),
     ("grpc.http2.max_ping_strikes", 2),
@@ -134,9 +137,14 @@ def build_server(
         [*names, health_pb2.DESCRIPTOR.services_by_name["Health"].full_name, reflection.SERVICE_NAME], server
     )
 
-    bound = server.add_insecure_port(f"{host}:{port}")
+    try:
+        bound = server.add_insecure_port(f"{host}:{port}")
+    except RuntimeError:
+        bound = 0
     if bound == 0:
-        raise OSError(f"cannot bind {service} to {host}:{port}")
+        raise OSError(
+            f"cannot bind {service} to {host}:{port}: the port is in use; pick another, or 0 for a free one"
+        )
     return BuiltServer(service, server, bound, health_servicer, names, list(cleanups))
 
 
@@ -208,9 +216,9 @@ def start_process(service: str, settings: MeshSettings) -> TracerProvider | None
 
 
 def run(main: Callable[[], Coroutine[Any, Any, None]]) -> None:
-    """Run a service's async main; a settings error exits with status 2 and the message."""
+    """Run a service's async main; a settings or bind error exits with status 2 and its message."""
     try:
         asyncio.run(main())
-    except SettingsError as error:
+    except (SettingsError, OSError) as error:
         print(error, file=sys.stderr)
         raise SystemExit(2) from None

@@ -142,11 +142,17 @@ class TraceCollector(trace_service_pb2_grpc.TraceServiceServicer):
             return [span for span in self._spans if span.trace_id == trace_id]
 
     def wait_for(self, trace_id: str, services: set[str], timeout_s: float = 15.0) -> list[ReceivedSpan]:
-        """Return the spans of `trace_id` once every service in `services` has sent one."""
+        """Return the spans of `trace_id` once every service in `services` sent one and no parent is missing.
+
+        Services export in batches at their own pace, so a trace is complete only when each
+        span's parent has arrived too.
+        """
         deadline = time.monotonic() + timeout_s
         while True:
             found = self.spans(trace_id)
-            if services <= {span.service for span in found} or time.monotonic() > deadline:
+            ids = {span.span_id for span in found}
+            complete = all(not span.parent_span_id or span.parent_span_id in ids for span in found)
+            if (services <= {span.service for span in found} and complete) or time.monotonic() > deadline:
                 return found
             time.sleep(0.05)
 

@@ -13,7 +13,13 @@ Continuation: TypeAlias = "Callable[[grpc.HandlerCallDetails], Awaitable[Handler
 UnaryBehaviour = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], Awaitable[Any]]
 StreamBehaviour = Callable[[Any, grpc.aio.ServicerContext[Any, Any]], AsyncIterator[Any]]
 
-INFRASTRUCTURE_PREFIXES = ("/grpc.health.", "/grpc.reflection.", "/backbeat.admin.")
+PROTOCOL_PREFIXES = ("/grpc.health.", "/grpc.reflection.")
+INFRASTRUCTURE_PREFIXES = (*PROTOCOL_PREFIXES, "/backbeat.admin.")
+
+
+def is_protocol(method: str) -> bool:
+    """Return True for health and reflection methods, whose handlers are not Backbeat code."""
+    return method.startswith(PROTOCOL_PREFIXES)
 
 
 def is_infrastructure(method: str) -> bool:

@@ -14,7 +14,7 @@ from mesh.interceptors._handlers import (
     HandlerCache,
     StreamBehaviour,
     UnaryBehaviour,
-    is_infrastructure,
+    is_protocol,
     wrap_handler,
 )
 
@@ -31,7 +31,7 @@ class ServerDeadlineInterceptor(grpc.aio.ServerInterceptor):
         handler_call_details: grpc.HandlerCallDetails,
     ) -> Handler | None:
         handler = await continuation(handler_call_details)
-        if handler is None or is_infrastructure(handler_call_details.method):
+        if handler is None or is_protocol(handler_call_details.method):
             return handler
         cached = self._handlers.get(handler)
         if cached is not None:

@@ -23,7 +23,7 @@ from mesh.interceptors._handlers import (
     HandlerCache,
     StreamBehaviour,
     UnaryBehaviour,
-    is_infrastructure,
+    is_protocol,
     wrap_handler,
 )
 
@@ -102,7 +102,7 @@ class ServerErrorInterceptor(grpc.aio.ServerInterceptor):
     ) -> Handler | None:
         handler = await continuation(handler_call_details)
         method: str = handler_call_details.method
-        if handler is None or is_infrastructure(handler_call_details.method):
+        if handler is None or is_protocol(handler_call_details.method):
             return handler
         cached = self._handlers.get(handler)
         if cached is not None:

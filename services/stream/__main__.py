@@ -16,7 +16,7 @@ from mesh.config import MeshSettings, load_settings
 from mesh.server import ServiceDefinition, run, serve_service, start_process
 from services.markets import MARKETS
 from services.stream.authorize import PlayAuthorizer
-from services.stream.fallbacks import DEFAULTS_REFRESH_S, GENRES
+from services.stream.fallbacks import DEFAULTS_REFRESH_S, GENRES, StaleTracks
 from services.stream.grants import GrantSigner
 from services.stream.origin import ObjectStore
 from services.stream.servicer import StreamServicer
@@ -40,6 +40,9 @@ class StreamSettings(MeshSettings):
     metadata_budget_s: float = Field(0.015, gt=0, description="Budget of each metadata call, seconds.")
     recommendation_budget_s: float = Field(0.020, gt=0, description="Budget of the optional recommendations.")
     grant_ttl_s: float = Field(7200.0, gt=0, description="Lifetime of stream grants, seconds.")
+    track_cache_s: float = Field(
+        300.0, ge=0, description="Seconds a track copy is used without asking metadata; 0 asks every time."
+    )
     popular_threshold: int = Field(
         70, ge=0, le=100, description="Catalog popularity at which a track is popular."
     )
@@ -88,6 +91,7 @@ async def main() -> None:
         signer=GrantSigner(settings.secret, settings.grant_ttl_s),
         popular_threshold=settings.popular_threshold,
         recommendation_budget_s=settings.recommendation_budget_s,
+        stale=StaleTracks(fresh_s=settings.track_cache_s),
     )
     refresh = asyncio.create_task(refresh_genre_defaults(authorizer))
 

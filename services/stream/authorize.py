@@ -124,6 +124,10 @@ class PlayAuthorizer:
             raise PermissionDenied(f"track {track_id} is not available in your market: {response.detail}")
 
     async def _load_track(self, track_id: str) -> common_pb2.Track:
+        fresh = self._stale.fresh(track_id)
+        if fresh is not None:
+            annotate(metadata_local_cache=True)
+            return fresh
         try:
             response = await self._metadata.unary(
                 self._metadata.stub.GetTrack, metadata_pb.GetTrackRequest(track_id=track_id)
@@ -164,8 +168,17 @@ class PlayAuthorizer:
                 user=user, seed_track_id=track_id, limit=RECOMMENDATION_COUNT
             ),
         )
-        tracks = await self._metadata.unary(
-            self._metadata.stub.BatchGetTracks, metadata_pb.BatchGetTracksRequest(track_ids=ranked.track_ids)
+        known = {track_id: self._stale.fresh(track_id) for track_id in ranked.track_ids}
+        missing = [track_id for track_id, track in known.items() if track is None]
+        if missing:
+            loaded = await self._metadata.unary(
+                self._metadata.stub.BatchGetTracks, metadata_pb.BatchGetTracksRequest(track_ids=missing)
+            )
+            for track in loaded.tracks:
+                self._stale.remember(track)
+                known[track.track_id] = track
+        tracks = metadata_pb.BatchGetTracksResponse(
+            tracks=[track for track in known.values() if track is not None]
         )
         return ranked, tracks
 

@@ -26,18 +26,34 @@ GENRES = ("edm", "latin", "pop", "r&b", "rap", "rock")
 
 
 class StaleTracks:
-    """The last good Track per id, bounded to `max_tracks` entries."""
+    """The last good Track per id, bounded to `max_tracks` entries.
 
-    def __init__(self, max_tracks: int = 50_000) -> None:
-        self._tracks: LRUCache[str, common_pb2.Track] = LRUCache(maxsize=max_tracks)
+    Copies younger than `fresh_s` are also served without asking metadata at all, which
+    saves one or two calls per play; older copies are only served when metadata fails.
+    """
+
+    def __init__(
+        self, max_tracks: int = 50_000, fresh_s: float = 300.0, clock: Callable[[], float] = time.monotonic
+    ) -> None:
+        self._tracks: LRUCache[str, tuple[common_pb2.Track, float]] = LRUCache(maxsize=max_tracks)
+        self._fresh_s = fresh_s
+        self._clock = clock
 
     def remember(self, track: common_pb2.Track) -> None:
-        """Keep `track` for later failures."""
-        self._tracks[track.track_id] = track
+        """Keep `track` for later calls and failures."""
+        self._tracks[track.track_id] = (track, self._clock())
 
     def get(self, track_id: str) -> common_pb2.Track | None:
         """Return the last good copy of `track_id`, or None when it was never seen."""
-        return self._tracks.get(track_id)
+        entry = self._tracks.get(track_id)
+        return None if entry is None else entry[0]
+
+    def fresh(self, track_id: str) -> common_pb2.Track | None:
+        """Return the copy of `track_id` when it is younger than `fresh_s`, else None."""
+        entry = self._tracks.get(track_id)
+        if entry is None or self._clock() - entry[1] > self._fresh_s:
+            return None
+        return entry[0]
 
 
 class RegionalRecommendations:
