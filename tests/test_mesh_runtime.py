@@ -8,6 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import contextvars
+import os
+import signal
 import time
 from collections.abc import AsyncIterator, Callable
 from pathlib import Path
@@ -342,6 +344,58 @@ async def test_breaker_closes_after_successful_trial(probe: tuple[BuiltServer, P
     assert servicer.calls == 3
 
 
+async def test_half_open_admits_one_trial_at_a_time(probe: tuple[BuiltServer, ProbeMetadata]) -> None:
+    # pybreaker reads the wall clock for its reset timeout, so this test waits it out.
+    built, servicer = probe
+    connector = Connector("caller", BreakerRegistry(fail_max=2, reset_timeout_s=0.2), margin_s=0.002)
+    downstream = probe_downstream(connector, built)
+    try:
+        for _ in range(2):
+            await call_probe(downstream, "abort:UNAVAILABLE")
+        await asyncio.sleep(0.3)
+        calls_before = servicer.calls
+
+        results = await asyncio.gather(
+            *(
+                downstream.unary(downstream.stub.GetTrack, metadata_pb.GetTrackRequest(track_id="slow"))
+                for _ in range(10)
+            ),
+            return_exceptions=True,
+        )
+    finally:
+        await connector.close()
+
+    rejected = [result for result in results if isinstance(result, DownstreamError)]
+    assert servicer.calls - calls_before == 1
+    assert len(rejected) == 9
+    assert {error.code for error in rejected} == {grpc.StatusCode.UNAVAILABLE}
+
+
+async def test_shared_breaker_opens_for_every_replica(
+    probe: tuple[BuiltServer, ProbeMetadata], redis_url: str
+) -> None:
+    built, servicer = probe
+    first = Connector(
+        "caller", BreakerRegistry(3, 60.0, shared_redis_url=redis_url, redis_timeout_s=1.0), 0.002
+    )
+    second = Connector(
+        "caller", BreakerRegistry(3, 60.0, shared_redis_url=redis_url, redis_timeout_s=1.0), 0.002
+    )
+    try:
+        for _ in range(3):
+            await call_probe(probe_downstream(first, built), "abort:UNAVAILABLE")
+        other_replica = probe_downstream(second, built)
+
+        rejected = await call_probe(other_replica, "echo")
+    finally:
+        await first.close()
+        await second.close()
+
+    assert other_replica.breaker.current_state == "open"
+    assert rejected.code == grpc.StatusCode.UNAVAILABLE
+    assert servicer.calls == 3
+
+
 async def test_downstream_spent_deadline_skips_call(
     probe: tuple[BuiltServer, ProbeMetadata], connector: Connector
 ) -> None:
@@ -640,6 +694,29 @@ async def test_redis_store_set_unavailable_when_redis_gone(tmp_path: Path) -> No
         await store.close()
 
     assert raised.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+async def test_redis_pool_exhaustion_is_unavailable(tmp_path: Path) -> None:
+    with private_redis(tmp_path) as url:
+        client = aioredis.Redis.from_url(url)
+        pid = int((await client.info("server"))["process_id"])
+        await client.aclose()
+        store = RedisStore(url, timeout_s=0.2, max_connections=1)
+        os.kill(pid, signal.SIGSTOP)
+        try:
+            results = await asyncio.gather(
+                *(store.get(f"backbeat:test:{number}") for number in range(5)), return_exceptions=True
+            )
+        finally:
+            os.kill(pid, signal.SIGCONT)
+            await store.close()
+
+    assert all(isinstance(result, StoreUnavailable) for result in results)
+    assert all(
+        result.code == grpc.StatusCode.UNAVAILABLE
+        for result in results
+        if isinstance(result, StoreUnavailable)
+    )
 
 
 async def test_redis_store_delete_unavailable_when_redis_gone(tmp_path: Path) -> None:
