@@ -5,6 +5,7 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator
 
+import grpc
 import pytest
 from opentelemetry import trace
 from opentelemetry.exporter.otlp.proto.grpc.trace_exporter import OTLPSpanExporter
@@ -13,6 +14,7 @@ from opentelemetry.sdk.resources import SERVICE_NAME, Resource
 from opentelemetry.sdk.trace import TracerProvider
 from opentelemetry.sdk.trace.export import SimpleSpanProcessor
 
+from backbeat.admin.v1 import admin_service_pb2, admin_service_pb2_grpc
 from mesh.launcher import Mesh
 from services.gateway.client import BackbeatClient, PlayResult
 from services.licensing.rights import Rights
@@ -144,3 +146,29 @@ def test_play_spans_carry_attributes(traced_play: list[ReceivedSpan]) -> None:
         for span in traced_play
         if "rpc.grpc.status_code" in span.attributes
     )
+
+
+async def set_metadata_fault(address: str, latency_ms: int) -> None:
+    async with grpc.aio.insecure_channel(address) as channel:
+        stub = admin_service_pb2_grpc.AdminServiceStub(channel)
+        if latency_ms:
+            rule = admin_service_pb2.FaultRule(method="/backbeat.metadata.v1.MetadataService/GetTrack")
+            rule.latency.FromMilliseconds(latency_ms)
+            await stub.SetFault(admin_service_pb2.SetFaultRequest(rule=rule), timeout=5)
+        else:
+            await stub.ClearFaults(admin_service_pb2.ClearFaultsRequest(), timeout=5)
+
+
+def test_fault_shows_on_span(
+    mesh: Mesh, state: StatePaths, otlp_receiver: OtlpReceiver, client_tracer_provider: TracerProvider
+) -> None:
+    asyncio.run(set_metadata_fault(mesh.address("metadata"), latency_ms=2))
+    try:
+        result = asyncio.run(play_once(mesh.address("gateway"), licensed_in_us(state, 9000)))
+    finally:
+        asyncio.run(set_metadata_fault(mesh.address("metadata"), latency_ms=0))
+    client_tracer_provider.force_flush()
+    spans = otlp_receiver.collector.wait_for(result.trace_id, PLAY_PATH_SERVICES)
+
+    get_track = next(span for span in spans if span.service == "metadata" and span.name.endswith("/GetTrack"))
+    assert get_track.attributes["backbeat.fault_delay_ms"] == 2.0
