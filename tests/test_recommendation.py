@@ -463,3 +463,15 @@ async def test_get_fallback_unknown_genre_invalid(service: RecommendationUnderTe
 
     assert error.code() == grpc.StatusCode.INVALID_ARGUMENT
     assert violated_fields(error) == ["genre"]
+
+
+def test_recommendations_skip_same_song_other_ids(model: Model) -> None:
+    ids_by_song: dict[str, list[str]] = {}
+    for track_id, song in zip(model.track_ids, model.song_keys, strict=True):
+        ids_by_song.setdefault(str(song), []).append(str(track_id))
+    seed, *other_ids = next(ids for ids in ids_by_song.values() if len(ids) >= 2)
+
+    picked = Recommender(model).candidates("listener-dup", seed, 20)
+
+    assert not set(other_ids) & set(picked)
+    assert len({str(model.song_keys[model.index_of(track_id)]) for track_id in picked}) == len(picked)

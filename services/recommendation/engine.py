@@ -3,8 +3,9 @@
 Candidates are the tracks most similar to the seed, shifted toward the
 listener's taste: likes and completions pull the taste vector toward a
 track, skips push it away and hide the track from that listener. Ranking
-adds a small popularity boost and keeps at most MAX_PER_ARTIST tracks per
-artist. Taste is kept in process, per replica.
+adds a small popularity boost, keeps at most MAX_PER_ARTIST tracks per
+artist and lists a song once, even when the catalog has it under several ids.
+Taste is kept in process, per replica.
 """
 
 from __future__ import annotations
@@ -78,14 +79,17 @@ class Recommender:
         ranked = top[np.argsort(-scores[top], kind="stable")]
 
         per_artist: dict[str, int] = {}
+        songs = {str(self.model.song_keys[seed])}
         chosen: list[str] = []
         for row in ranked:
             if not np.isfinite(scores[row]):
                 break
             artist = str(self.model.artists[row])
-            if per_artist.get(artist, 0) >= MAX_PER_ARTIST:
+            song = str(self.model.song_keys[row])
+            if per_artist.get(artist, 0) >= MAX_PER_ARTIST or song in songs:
                 continue
             per_artist[artist] = per_artist.get(artist, 0) + 1
+            songs.add(song)
             chosen.append(str(self.model.track_ids[row]))
             if len(chosen) == count:
                 break
@@ -114,24 +118,29 @@ class Recommender:
         skipped = set(taste.skipped) if taste is not None else set()
         taken = set(chosen)
         per_artist: dict[str, int] = {}
+        songs = set() if seed is None else {str(self.model.song_keys[seed])}
         for track_id in chosen:
             row = self.model.index_of(track_id)
             if row is not None:
                 artist = str(self.model.artists[row])
                 per_artist[artist] = per_artist.get(artist, 0) + 1
+                songs.add(str(self.model.song_keys[row]))
 
         extra: list[str] = []
         for row in self.model.most_popular(genre):
             track_id = str(self.model.track_ids[row])
             artist = str(self.model.artists[row])
+            song = str(self.model.song_keys[row])
             if (
                 row == seed
                 or row in skipped
                 or track_id in taken
+                or song in songs
                 or per_artist.get(artist, 0) >= MAX_PER_ARTIST
             ):
                 continue
             per_artist[artist] = per_artist.get(artist, 0) + 1
+            songs.add(song)
             extra.append(track_id)
         return extra
 

@@ -41,6 +41,8 @@ class Model:
 
     track_ids: npt.NDArray[np.str_]
     artists: npt.NDArray[np.str_]
+    # "artist|title" in lower case: the catalog lists some songs under several track ids.
+    song_keys: npt.NDArray[np.str_]
     primary_genres: npt.NDArray[np.str_]
     popularity: npt.NDArray[np.int16]
     vectors: npt.NDArray[np.float32]
@@ -80,6 +82,7 @@ def build_model(catalog: Catalog, path: Path) -> int:
         scratch,
         track_ids=np.array([record.track_id for record in records]),
         artists=np.array([record.artist for record in records]),
+        song_keys=np.array([f"{record.artist}|{record.name}".lower() for record in records]),
         primary_genres=np.array([record.genres[0] for record in records]),
         popularity=np.array([record.popularity for record in records], dtype=np.int16),
         vectors=vectors.astype(np.float32),
@@ -98,6 +101,8 @@ def load_model(path: Path) -> Model:
         return Model(
             track_ids=data["track_ids"],
             artists=data["artists"],
+            # Models built before song keys existed fall back to one key per track id.
+            song_keys=data["song_keys"] if "song_keys" in data.files else data["track_ids"],
             primary_genres=data["primary_genres"],
             popularity=data["popularity"],
             vectors=data["vectors"],
