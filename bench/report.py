@@ -44,6 +44,8 @@ def format_table(results: dict[str, Any]) -> str:
         f"  mesh plays/s without tracing, breakers, deadlines {bare['closed_loop']['plays_per_s']:10.1f}",
         f"  echo stream MB/s              {floor['stream_mb_per_s']:10.1f}",
         f"  edge stream MB/s (cache hits) {mesh['edge_stream_mb_per_s']:10.1f}",
+        f"  mesh CPU ms per play, open loop {opened['cpu_ms_per_play']:8.2f}",
+        f"  the same without tracing, breakers, deadlines {bare['open_loop']['cpu_ms_per_play']:8.2f}",
         "",
         "targets                                               measured   target",
         _target_row(
@@ -53,6 +55,11 @@ def format_table(results: dict[str, Any]) -> str:
             "throughput cost of tracing, breakers, deadlines",
             f"{ratios['features_throughput_cost']:.1%}",
             "<= 15%",
+        ),
+        _target_row(
+            f"CPU per play they add at {opened['rate_per_s']:g} plays/s",
+            f"{ratios['features_cpu_per_play_cost']:.1%}",
+            "(same load, for reference)",
         ),
         _target_row(
             "edge stream MB/s / echo stream MB/s", f"{ratios['edge_stream_vs_echo_stream']:.1%}", ">= 80%"

@@ -173,17 +173,19 @@ async def run_mesh(
             "first_byte": closed.sample("first_byte").summary(),
         }
 
+        cpu_before = mesh_cpu_seconds(mesh)
+        opened = PhaseResult()
+        opened.elapsed_s = await open_loop(
+            driver.play_operation(opened), config.rate, config.duration_s, f"{label} open loop", 2000
+        )
+        results["open_loop"] = {
+            "rate_per_s": config.rate,
+            "plays_per_s": opened.per_second,
+            "cpu_ms_per_play": (mesh_cpu_seconds(mesh) - cpu_before) * 1000 / max(1, opened.operations),
+            "play": opened.sample("play").summary(),
+            "first_byte": opened.sample("first_byte").summary(),
+        }
         if features:
-            opened = PhaseResult()
-            opened.elapsed_s = await open_loop(
-                driver.play_operation(opened), config.rate, config.duration_s, f"{label} open loop", 2000
-            )
-            results["open_loop"] = {
-                "rate_per_s": config.rate,
-                "plays_per_s": opened.per_second,
-                "play": opened.sample("play").summary(),
-                "first_byte": opened.sample("first_byte").summary(),
-            }
             grant, edge = await driver.stream_grant()
             streaming = PhaseResult()
             streaming.elapsed_s = await closed_loop(
@@ -215,6 +217,11 @@ async def run_mesh(
     return results
 
 
+def mesh_cpu_seconds(mesh: Mesh) -> float:
+    """Return the CPU seconds every service process of `mesh` has used so far."""
+    return sum(cpu_seconds(service.process.pid) for service in mesh.processes.values())
+
+
 def machine() -> dict[str, Any]:
     return {
         "cpus": os.cpu_count(),
@@ -239,6 +246,9 @@ async def run_bench(config: BenchConfig, source: StatePaths) -> dict[str, Any]:
         * closed["rpcs_per_play"]
         / floor["unary_calls_per_s"],
         "features_throughput_cost": 1 - closed["plays_per_s"] / bare["closed_loop"]["plays_per_s"],
+        "features_cpu_per_play_cost": full["open_loop"]["cpu_ms_per_play"]
+        / bare["open_loop"]["cpu_ms_per_play"]
+        - 1,
         "edge_stream_vs_echo_stream": full["edge_stream_mb_per_s"] / floor["stream_mb_per_s"],
     }
     return {

@@ -16,7 +16,12 @@ import pytest
 
 from services.setup import StatePaths
 
-TARGET_RATIOS = ("mesh_rpcs_per_s_vs_echo", "features_throughput_cost", "edge_stream_vs_echo_stream")
+TARGET_RATIOS = (
+    "mesh_rpcs_per_s_vs_echo",
+    "features_throughput_cost",
+    "features_cpu_per_play_cost",
+    "edge_stream_vs_echo_stream",
+)
 PERCENTILE_KEYS = ("count", "p50_ms", "p90_ms", "p99_ms", "p99.9_ms", "max_ms", "errors")
 
 
