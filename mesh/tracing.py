@@ -104,6 +104,8 @@ def annotate(**attributes: AttributeValue) -> None:
     """Set attributes on the current span; telemetry never fails a request."""
     try:
         span = trace.get_current_span()
+        if not span.is_recording():
+            return
         for key, value in attributes.items():
             span.set_attribute(f"backbeat.{key}", value)
     except Exception:

@@ -34,6 +34,8 @@ def _status_code(context: grpc.aio.ServicerContext[Any, Any]) -> grpc.StatusCode
 
 
 def _finish(span: trace.Span, code: grpc.StatusCode) -> None:
+    if not span.is_recording():
+        return
     span.set_attribute("rpc.grpc.status_code", code.value[0])
     if code in (
         grpc.StatusCode.UNKNOWN,
