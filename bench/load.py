@@ -31,7 +31,7 @@ Operation = Callable[[float], Coroutine[Any, Any, None]]
 
 @dataclass
 class PhaseResult:
-    """What one load phase measured."""
+    """Measurements of one load phase: operations, elapsed time, samples and bytes."""
 
     operations: int = 0
     elapsed_s: float = 0.0

@@ -20,7 +20,7 @@ DEV_SECRET = "backbeat-dev-secret-change-me-0123456789"
 
 
 class SettingsError(ValueError):
-    """Raised when an environment variable holds an invalid value."""
+    """Raised when an environment variable has an invalid value."""
 
 
 class MeshSettings(BaseSettings):

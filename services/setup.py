@@ -23,7 +23,7 @@ logger = logging.getLogger(__name__)
 
 @dataclass(frozen=True)
 class StatePaths:
-    """Where each store lives under the state folder."""
+    """Paths of the stores under the state folder."""
 
     root: Path
 
@@ -50,7 +50,7 @@ class StatePaths:
 
 @dataclass(frozen=True)
 class SetupReport:
-    """What the setup step built."""
+    """Counts of what the setup step built, and the demo accounts."""
 
     recordings: int
     renditions: int

@@ -116,7 +116,7 @@ class ChaosMesh:
     probes: int = 0
 
     def probe_track(self) -> str:
-        """Return a track no scenario plays, never returned before, so no stale copy can answer for it."""
+        """Return a track that no scenario plays and no earlier probe used, so no stale copy can serve it."""
         self.probes += 1
         return self.licensed["US"][40 + self.probes % 200]
 
@@ -158,7 +158,7 @@ def chaos(state: StatePaths, data_dir: Path, tmp_path_factory: pytest.TempPathFa
         "BACKBEAT_RATE_LIMIT_PER_MINUTE": "600",
         "BACKBEAT_MAX_IN_FLIGHT": "8",
         "BACKBEAT_FREE_SHARE": "0.5",
-        # Every play asks metadata, so a metadata fault is met by the stale-copy path.
+        # Every play calls metadata, so a metadata fault exercises the stale-copy path.
         "BACKBEAT_TRACK_CACHE_S": "0",
         # Wider hop budgets than the defaults keep a loaded two-core CI machine from turning
         # queueing delay into failures; the 200 ms play budget stays.

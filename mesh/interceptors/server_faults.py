@@ -35,7 +35,7 @@ async def _apply(decision: FaultDecision, method: str, context: grpc.aio.Service
 
 
 class ServerFaultInterceptor(grpc.aio.ServerInterceptor):
-    """Delays or fails calls as the fault rules say; does nothing while there are no rules."""
+    """Delays or fails calls as the fault rules specify, and does nothing while there are none."""
 
     def __init__(self, faults: FaultRegistry) -> None:
         self._faults = faults

@@ -32,7 +32,7 @@ MAX_LIMIT = 50
 
 @dataclass
 class Taste:
-    """What one listener's feedback has taught so far."""
+    """The taste vector and skipped tracks learned from one listener's feedback."""
 
     vector: npt.NDArray[np.float32]
     skipped: deque[int] = field(default_factory=lambda: deque(maxlen=MAX_SKIPPED))

@@ -38,7 +38,7 @@ from services.stream.renditions import choose_rendition
 logger = logging.getLogger(__name__)
 
 RECOMMENDATION_COUNT = 10
-# Metadata failures that a stale copy covers; NOT_FOUND and the like are answers, not failures.
+# Metadata failures that a stale copy covers. NOT_FOUND and other client errors are results, not failures.
 STALE_ON = frozenset(
     {
         grpc.StatusCode.UNAVAILABLE,
