@@ -119,11 +119,13 @@ async def _play(
         typer.echo(f"logged in as {login.user.display_name} ({email})")
         track_id = query
         if not TRACK_ID.fullmatch(query):
-            found = await client.search(query, limit=1)
-            if not found:
-                typer.echo(f"no track matches {query!r}", err=True)
+            found, unavailable = await client.search_marked(query, limit=20)
+            available = [track for track in found if track.track_id not in unavailable]
+            if not available:
+                reason = "is available in your market" if found else "matches"
+                typer.echo(f"no track {reason}: {query!r}", err=True)
                 return 1
-            track_id = found[0].track_id
+            track_id = available[0].track_id
 
         out.parent.mkdir(parents=True, exist_ok=True)
         with out.open("wb") as sink:

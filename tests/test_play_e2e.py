@@ -22,6 +22,7 @@ from backbeat.licensing.v1 import licensing_service_pb2_grpc as licensing_grpc
 from mesh.launcher import HTTP_SERVICES, TOPOLOGY, Mesh
 from services.gateway.client import BackbeatClient
 from services.licensing.rights import Rights
+from services.metadata.catalog import Catalog
 from services.setup import StatePaths
 
 FREE_US = ("free-us@backbeat.test", "listen-free-us")
@@ -257,3 +258,33 @@ async def test_service_health_and_reflection(mesh: Mesh, service: str) -> None:
 
     assert health.status == health_pb2.HealthCheckResponse.SERVING
     assert f"backbeat.{service}.v1.{service.title()}Service" in names
+
+
+async def test_search_marks_tracks_unavailable_in_market(
+    free_client: BackbeatClient, state: StatePaths
+) -> None:
+    rights = Rights(state.rights)
+    catalog = Catalog(state.catalog)
+    try:
+        withheld = next(
+            track_id
+            for track_id in rights.withheld_tracks("US", limit=200)
+            if (record := catalog.get(track_id)) is not None and len(record.name) >= 4
+        )
+        name = catalog.get(withheld).name  # type: ignore[union-attr]
+    finally:
+        rights.close()
+        catalog.close()
+
+    tracks, unavailable = await free_client.search_marked(name, limit=50)
+    found_ids = [track.track_id for track in tracks]
+    rights = Rights(state.rights)
+    try:
+        expected = {
+            decision.track_id for decision in rights.check_many(found_ids, "US") if not decision.allowed
+        }
+    finally:
+        rights.close()
+
+    assert withheld in found_ids
+    assert unavailable == expected

@@ -83,6 +83,15 @@ class BackbeatClient:
         )
         return list(response.tracks)
 
+    async def search_marked(
+        self, query: str, limit: int = 10, timeout_s: float = 2.0
+    ) -> tuple[list[common_pb2.Track], set[str]]:
+        """Return tracks matching `query` and the ids of those not available in the listener's market."""
+        response = await self.gateway.Search(
+            pb.SearchRequest(query=query, limit=limit), metadata=self._metadata(), timeout=timeout_s
+        )
+        return list(response.tracks), set(response.unavailable_track_ids)
+
     async def report(
         self, play: pb.PlayResponse, event: common_pb2.PlaybackEventType.ValueType, played_ms: int
     ) -> pb.ReportPlaybackResponse:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from dataclasses import dataclass
 from typing import Any
 
@@ -22,11 +23,13 @@ from backbeat.user.v1 import user_service_pb2 as user_pb
 from backbeat.user.v1 import user_service_pb2_grpc as user_grpc
 from mesh import deadlines
 from mesh.client import Downstream
-from mesh.errors import InvalidArgument, Unauthenticated
+from mesh.errors import DeadlineExceeded, DownstreamError, InvalidArgument, Unauthenticated
 from mesh.tracing import annotate, current_trace_id
 from services.gateway.admission import PriorityAdmission, token_tier
 from services.gateway.auth import Authenticator, bearer_token
 from services.gateway.feedback import FeedbackOutbox
+
+logger = logging.getLogger(__name__)
 
 FEEDBACK_EVENTS = frozenset(
     {
@@ -145,14 +148,35 @@ class GatewayServicer(pb_grpc.GatewayServiceServicer):
         self, request: pb.SearchRequest, context: grpc.aio.ServicerContext[Any, Any]
     ) -> pb.SearchResponse:
         with self._admission.admit(self._tier(context)):
-            await self._auth.user(context.invocation_metadata())
+            user = await self._auth.user(context.invocation_metadata())
             metadata = self._backends.metadata
             response = await metadata.unary(
                 metadata.stub.SearchTracks,
                 metadata_pb.SearchTracksRequest(query=request.query, limit=request.limit),
                 budget_s=self._search_budget_s,
             )
-            return pb.SearchResponse(tracks=response.tracks)
+            unavailable = await self._unavailable([track.track_id for track in response.tracks], user.market)
+            return pb.SearchResponse(tracks=response.tracks, unavailable_track_ids=unavailable)
+
+    async def _unavailable(self, track_ids: list[str], market: str) -> list[str]:
+        """Return the ids among `track_ids` not licensed in `market`; none when licensing fails.
+
+        Availability only marks results, and Play checks the license itself, so a
+        licensing failure leaves the results unmarked instead of failing the search.
+        """
+        if not track_ids:
+            return []
+        licensing = self._backends.licensing
+        try:
+            decisions = await licensing.unary(
+                licensing.stub.CheckLicenses,
+                licensing_pb.CheckLicensesRequest(track_ids=track_ids, market=market),
+                budget_s=self._search_budget_s,
+            )
+        except (DownstreamError, DeadlineExceeded) as error:
+            logger.info("search results left unmarked: licensing failed: %s", error)
+            return []
+        return [decision.track_id for decision in decisions.decisions if not decision.allowed]
 
     async def GetRecommendations(
         self, request: pb.GetRecommendationsRequest, context: grpc.aio.ServicerContext[Any, Any]

@@ -251,18 +251,27 @@ class SearchResponse(_message.Message):
     DESCRIPTOR: _descriptor.Descriptor
 
     TRACKS_FIELD_NUMBER: _builtins.int
+    UNAVAILABLE_TRACK_IDS_FIELD_NUMBER: _builtins.int
     @_builtins.property
     def tracks(self) -> _containers.RepeatedCompositeFieldContainer[_common_pb2.Track]:
         """Matching tracks, most popular first."""
+
+    @_builtins.property
+    def unavailable_track_ids(self) -> _containers.RepeatedScalarFieldContainer[_builtins.str]:
+        """Ids of the tracks above that are not available in the listener's market;
+        Play refuses them with PERMISSION_DENIED. Empty when licensing did not
+        answer within the search budget.
+        """
 
     def __init__(
         self,
         *,
         tracks: _abc.Iterable[_common_pb2.Track] | None = ...,
+        unavailable_track_ids: _abc.Iterable[_builtins.str] | None = ...,
     ) -> None: ...
     _HasFieldArgType: _TypeAlias = _Never  # noqa: Y015
     def HasField(self, field_name: _HasFieldArgType) -> _builtins.bool: ...
-    _ClearFieldArgType: _TypeAlias = _typing.Literal["tracks", b"tracks"]  # noqa: Y015
+    _ClearFieldArgType: _TypeAlias = _typing.Literal["tracks", b"tracks", "unavailable_track_ids", b"unavailable_track_ids"]  # noqa: Y015
     def ClearField(self, field_name: _ClearFieldArgType) -> None: ...
     def WhichOneof(self, oneof_group: _Never) -> None: ...
 
