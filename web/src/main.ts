@@ -119,7 +119,12 @@ function describeTrack(track: Track): string {
   return `${track.name} — ${track.artist} · ${track.albumName}${year ? ` (${year})` : ""}`;
 }
 
-function renderTracks(list: HTMLOListElement, tracks: Track[], empty: string): void {
+function renderTracks(
+  list: HTMLOListElement,
+  tracks: Track[],
+  empty: string,
+  unavailable: ReadonlySet<string> = new Set(),
+): void {
   list.replaceChildren();
   if (tracks.length === 0) {
     const item = document.createElement("li");
@@ -133,6 +138,10 @@ function renderTracks(list: HTMLOListElement, tracks: Track[], empty: string): v
     item.dataset.trackId = track.trackId;
     const label = document.createElement("span");
     label.textContent = describeTrack(track);
+    if (unavailable.has(track.trackId)) {
+      item.classList.add("unavailable");
+      label.textContent += " (not available in your market)";
+    }
     const play = document.createElement("button");
     play.type = "button";
     play.className = "play";
@@ -196,7 +205,12 @@ async function search(event: SubmitEvent): Promise<void> {
       renderTracks(ui.results, response.track ? [response.track] : [], "No track has this id.");
     } else {
       const response = await api.gateway.search({ query, limit: 20 }, { headers: headers(), timeoutMs: 5_000 });
-      renderTracks(ui.results, response.tracks, `No tracks match "${query}".`);
+      renderTracks(
+        ui.results,
+        response.tracks,
+        `No tracks match "${query}".`,
+        new Set(response.unavailableTrackIds),
+      );
     }
   } catch (error) {
     showProblem(error, "search");
