@@ -67,3 +67,45 @@ class HandlerCache:
         """Remember `wrapped` as the wrapped version of `handler` and return it."""
         self._wrapped[id(handler)] = (handler, wrapped)
         return wrapped
+
+
+class WrappingInterceptor(grpc.aio.ServerInterceptor):
+    """Base of the mesh's server interceptors: wraps each method's handler once, then reuses it.
+
+    Subclasses implement wrap_unary and wrap_stream; skip names the methods they leave alone.
+    """
+
+    def __init__(self) -> None:
+        self._handlers = HandlerCache()
+
+    def skip(self, method: str) -> bool:
+        """Return True for methods this interceptor leaves alone: health, reflection and admin."""
+        return is_infrastructure(method)
+
+    def wrap_unary(self, behaviour: UnaryBehaviour, method: str) -> UnaryBehaviour:
+        """Return `behaviour` wrapped for a unary-unary call of `method`."""
+        raise NotImplementedError
+
+    def wrap_stream(self, behaviour: StreamBehaviour, method: str) -> StreamBehaviour:
+        """Return `behaviour` wrapped for a unary-stream call of `method`."""
+        raise NotImplementedError
+
+    async def intercept_service(
+        self,
+        continuation: Continuation,
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> Handler | None:
+        handler = await continuation(handler_call_details)
+        method: str = handler_call_details.method
+        if handler is None or self.skip(method):
+            return handler
+
+        cached = self._handlers.get(handler)
+        if cached is not None:
+            return cached
+        wrapped = wrap_handler(
+            handler,
+            lambda behaviour: self.wrap_unary(behaviour, method),
+            lambda behaviour: self.wrap_stream(behaviour, method),
+        )
+        return self._handlers.put(handler, wrapped)

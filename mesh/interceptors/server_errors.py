@@ -18,13 +18,10 @@ from grpc_status import rpc_status
 
 from mesh.errors import BackbeatError, DeadlineExceeded, DownstreamError, to_rpc_status
 from mesh.interceptors._handlers import (
-    Continuation,
-    Handler,
-    HandlerCache,
     StreamBehaviour,
     UnaryBehaviour,
+    WrappingInterceptor,
     is_protocol,
-    wrap_handler,
 )
 
 logger = logging.getLogger(__name__)
@@ -89,50 +86,36 @@ async def _internal(context: grpc.aio.ServicerContext[Any, Any], method: str) ->
     await context.abort(grpc.StatusCode.INTERNAL, "internal error")
 
 
-class ServerErrorInterceptor(grpc.aio.ServerInterceptor):
+class ServerErrorInterceptor(WrappingInterceptor):
     """Turns exceptions raised by handlers into gRPC statuses."""
 
-    def __init__(self) -> None:
-        self._handlers = HandlerCache()
+    def skip(self, method: str) -> bool:
+        """Return True for health and reflection; admin calls get deadlines and error mapping too."""
+        return is_protocol(method)
 
-    async def intercept_service(
-        self,
-        continuation: Continuation,
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if handler is None or is_protocol(handler_call_details.method):
-            return handler
-        cached = self._handlers.get(handler)
-        if cached is not None:
-            return cached
+    def wrap_unary(self, behaviour: UnaryBehaviour, method: str) -> UnaryBehaviour:
+        async def mapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            try:
+                return await behaviour(request, context)
+            except BackbeatError as error:
+                await _abort(context, method, error)
+            except (asyncio.CancelledError, grpc.aio.AbortError):
+                raise
+            except Exception:
+                await _internal(context, method)
 
-        def wrap_unary(behaviour: UnaryBehaviour) -> UnaryBehaviour:
-            async def mapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                try:
-                    return await behaviour(request, context)
-                except BackbeatError as error:
-                    await _abort(context, method, error)
-                except (asyncio.CancelledError, grpc.aio.AbortError):
-                    raise
-                except Exception:
-                    await _internal(context, method)
+        return mapped
 
-            return mapped
+    def wrap_stream(self, behaviour: StreamBehaviour, method: str) -> StreamBehaviour:
+        async def mapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            try:
+                async for message in behaviour(request, context):
+                    yield message
+            except BackbeatError as error:
+                await _abort(context, method, error)
+            except (asyncio.CancelledError, grpc.aio.AbortError):
+                raise
+            except Exception:
+                await _internal(context, method)
 
-        def wrap_stream(behaviour: StreamBehaviour) -> StreamBehaviour:
-            async def mapped(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-                try:
-                    async for message in behaviour(request, context):
-                        yield message
-                except BackbeatError as error:
-                    await _abort(context, method, error)
-                except (asyncio.CancelledError, grpc.aio.AbortError):
-                    raise
-                except Exception:
-                    await _internal(context, method)
-
-            return mapped
-
-        return self._handlers.put(handler, wrap_handler(handler, wrap_unary, wrap_stream))
+        return mapped

@@ -11,13 +11,9 @@ import grpc
 
 from mesh.faults import FaultDecision, FaultRegistry
 from mesh.interceptors._handlers import (
-    Continuation,
-    Handler,
-    HandlerCache,
     StreamBehaviour,
     UnaryBehaviour,
-    is_infrastructure,
-    wrap_handler,
+    WrappingInterceptor,
 )
 from mesh.tracing import annotate
 
@@ -34,43 +30,28 @@ async def _apply(decision: FaultDecision, method: str, context: grpc.aio.Service
         await context.abort(decision.error, f"injected fault: {decision.error.name}")
 
 
-class ServerFaultInterceptor(grpc.aio.ServerInterceptor):
+class ServerFaultInterceptor(WrappingInterceptor):
     """Delays or fails calls as the fault rules specify, and does nothing while there are none."""
 
     def __init__(self, faults: FaultRegistry) -> None:
         self._faults = faults
-        self._handlers = HandlerCache()
+        super().__init__()
 
-    async def intercept_service(
-        self,
-        continuation: Continuation,
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if handler is None or is_infrastructure(method):
-            return handler
-        cached = self._handlers.get(handler)
-        if cached is not None:
-            return cached
+    def wrap_unary(self, behaviour: UnaryBehaviour, method: str) -> UnaryBehaviour:
+        async def faulty(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            decision = self._faults.decide(method)
+            if decision is not None:
+                await _apply(decision, method, context)
+            return await behaviour(request, context)
 
-        def wrap_unary(behaviour: UnaryBehaviour) -> UnaryBehaviour:
-            async def faulty(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                decision = self._faults.decide(method)
-                if decision is not None:
-                    await _apply(decision, method, context)
-                return await behaviour(request, context)
+        return faulty
 
-            return faulty
+    def wrap_stream(self, behaviour: StreamBehaviour, method: str) -> StreamBehaviour:
+        async def faulty(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            decision = self._faults.decide(method)
+            if decision is not None:
+                await _apply(decision, method, context)
+            async for message in behaviour(request, context):
+                yield message
 
-        def wrap_stream(behaviour: StreamBehaviour) -> StreamBehaviour:
-            async def faulty(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-                decision = self._faults.decide(method)
-                if decision is not None:
-                    await _apply(decision, method, context)
-                async for message in behaviour(request, context):
-                    yield message
-
-            return faulty
-
-        return self._handlers.put(handler, wrap_handler(handler, wrap_unary, wrap_stream))
+        return faulty

@@ -10,13 +10,9 @@ from typing import Any
 import grpc
 
 from mesh.interceptors._handlers import (
-    Continuation,
-    Handler,
-    HandlerCache,
     StreamBehaviour,
     UnaryBehaviour,
-    is_infrastructure,
-    wrap_handler,
+    WrappingInterceptor,
 )
 from mesh.metrics import RPC_DURATION, RPC_HANDLED
 
@@ -28,62 +24,45 @@ def _code_name(context: grpc.aio.ServicerContext[Any, Any], failed: bool) -> str
     return "UNKNOWN" if failed else "OK"
 
 
-class ServerMetricsInterceptor(grpc.aio.ServerInterceptor):
+class ServerMetricsInterceptor(WrappingInterceptor):
     """Counts each finished call by status code and records its duration."""
 
     def __init__(self, service: str) -> None:
         self._service = service
-        self._handlers = HandlerCache()
+        super().__init__()
 
     def _record(self, method: str, code: str, started: float) -> None:
         RPC_HANDLED.labels(self._service, method, code).inc()
         RPC_DURATION.labels(self._service, method).observe(time.perf_counter() - started)
 
-    async def intercept_service(
-        self,
-        continuation: Continuation,
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if handler is None or is_infrastructure(method):
-            return handler
-        cached = self._handlers.get(handler)
-        if cached is not None:
-            return cached
+    def wrap_unary(self, behaviour: UnaryBehaviour, method: str) -> UnaryBehaviour:
+        async def measured(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            started = time.perf_counter()
+            try:
+                response = await behaviour(request, context)
+            except asyncio.CancelledError:
+                self._record(method, "CANCELLED", started)
+                raise
+            except BaseException:
+                self._record(method, _code_name(context, failed=True), started)
+                raise
+            self._record(method, _code_name(context, failed=False), started)
+            return response
 
-        def wrap_unary(behaviour: UnaryBehaviour) -> UnaryBehaviour:
-            async def measured(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                started = time.perf_counter()
-                try:
-                    response = await behaviour(request, context)
-                except asyncio.CancelledError:
-                    self._record(method, "CANCELLED", started)
-                    raise
-                except BaseException:
-                    self._record(method, _code_name(context, failed=True), started)
-                    raise
-                self._record(method, _code_name(context, failed=False), started)
-                return response
+        return measured
 
-            return measured
+    def wrap_stream(self, behaviour: StreamBehaviour, method: str) -> StreamBehaviour:
+        async def measured(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            started = time.perf_counter()
+            try:
+                async for message in behaviour(request, context):
+                    yield message
+            except (asyncio.CancelledError, GeneratorExit):
+                self._record(method, "CANCELLED", started)
+                raise
+            except BaseException:
+                self._record(method, _code_name(context, failed=True), started)
+                raise
+            self._record(method, _code_name(context, failed=False), started)
 
-        def wrap_stream(behaviour: StreamBehaviour) -> StreamBehaviour:
-            async def measured(
-                request: Any, context: grpc.aio.ServicerContext[Any, Any]
-            ) -> AsyncIterator[Any]:
-                started = time.perf_counter()
-                try:
-                    async for message in behaviour(request, context):
-                        yield message
-                except (asyncio.CancelledError, GeneratorExit):
-                    self._record(method, "CANCELLED", started)
-                    raise
-                except BaseException:
-                    self._record(method, _code_name(context, failed=True), started)
-                    raise
-                self._record(method, _code_name(context, failed=False), started)
-
-            return measured
-
-        return self._handlers.put(handler, wrap_handler(handler, wrap_unary, wrap_stream))
+        return measured

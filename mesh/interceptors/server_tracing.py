@@ -12,13 +12,9 @@ from opentelemetry import context as otel_context
 from opentelemetry import trace
 
 from mesh.interceptors._handlers import (
-    Continuation,
-    Handler,
-    HandlerCache,
     StreamBehaviour,
     UnaryBehaviour,
-    is_infrastructure,
-    wrap_handler,
+    WrappingInterceptor,
 )
 from mesh.tracing import extract_context
 
@@ -49,12 +45,12 @@ def _finish(span: trace.Span, code: grpc.StatusCode) -> None:
         span.set_status(trace.StatusCode.ERROR, code.name)
 
 
-class ServerTracingInterceptor(grpc.aio.ServerInterceptor):
+class ServerTracingInterceptor(WrappingInterceptor):
     """Opens a SERVER span per call from the traceparent in the request metadata."""
 
     def __init__(self, service: str) -> None:
         self._service = service
-        self._handlers = HandlerCache()
+        super().__init__()
 
     def _start(self, method: str, context: grpc.aio.ServicerContext[Any, Any]) -> trace.Span:
         parent = extract_context(context.invocation_metadata())
@@ -71,67 +67,52 @@ class ServerTracingInterceptor(grpc.aio.ServerInterceptor):
             },
         )
 
-    async def intercept_service(
-        self,
-        continuation: Continuation,
-        handler_call_details: grpc.HandlerCallDetails,
-    ) -> Handler | None:
-        handler = await continuation(handler_call_details)
-        method: str = handler_call_details.method
-        if handler is None or is_infrastructure(method):
-            return handler
-        cached = self._handlers.get(handler)
-        if cached is not None:
-            return cached
+    def wrap_unary(self, behaviour: UnaryBehaviour, method: str) -> UnaryBehaviour:
+        async def traced(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
+            span = self._start(method, context)
+            token = otel_context.attach(trace.set_span_in_context(span))
+            try:
+                response = await behaviour(request, context)
+                _finish(span, _status_code(context))
+                return response
+            except asyncio.CancelledError:
+                _finish(span, grpc.StatusCode.CANCELLED)
+                raise
+            except BaseException:
+                _finish(span, _status_code(context))
+                raise
+            finally:
+                otel_context.detach(token)
+                span.end()
 
-        def wrap_unary(behaviour: UnaryBehaviour) -> UnaryBehaviour:
-            async def traced(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> Any:
-                span = self._start(method, context)
-                token = otel_context.attach(trace.set_span_in_context(span))
-                try:
-                    response = await behaviour(request, context)
-                    _finish(span, _status_code(context))
-                    return response
-                except asyncio.CancelledError:
-                    _finish(span, grpc.StatusCode.CANCELLED)
-                    raise
-                except BaseException:
-                    _finish(span, _status_code(context))
-                    raise
-                finally:
-                    otel_context.detach(token)
-                    span.end()
+        return traced
 
-            return traced
+    def wrap_stream(self, behaviour: StreamBehaviour, method: str) -> StreamBehaviour:
+        async def traced(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
+            span = self._start(method, context)
+            span_context = trace.set_span_in_context(span)
+            messages = 0
+            try:
+                iterator = behaviour(request, context).__aiter__()
+                while True:
+                    token = otel_context.attach(span_context)
+                    try:
+                        message = await iterator.__anext__()
+                    except StopAsyncIteration:
+                        break
+                    finally:
+                        otel_context.detach(token)
+                    messages += 1
+                    yield message
+                _finish(span, _status_code(context))
+            except (asyncio.CancelledError, GeneratorExit):
+                _finish(span, grpc.StatusCode.CANCELLED)
+                raise
+            except BaseException:
+                _finish(span, _status_code(context))
+                raise
+            finally:
+                span.set_attribute("backbeat.messages_sent", messages)
+                span.end()
 
-        def wrap_stream(behaviour: StreamBehaviour) -> StreamBehaviour:
-            async def traced(request: Any, context: grpc.aio.ServicerContext[Any, Any]) -> AsyncIterator[Any]:
-                span = self._start(method, context)
-                span_context = trace.set_span_in_context(span)
-                messages = 0
-                try:
-                    iterator = behaviour(request, context).__aiter__()
-                    while True:
-                        token = otel_context.attach(span_context)
-                        try:
-                            message = await iterator.__anext__()
-                        except StopAsyncIteration:
-                            break
-                        finally:
-                            otel_context.detach(token)
-                        messages += 1
-                        yield message
-                    _finish(span, _status_code(context))
-                except (asyncio.CancelledError, GeneratorExit):
-                    _finish(span, grpc.StatusCode.CANCELLED)
-                    raise
-                except BaseException:
-                    _finish(span, _status_code(context))
-                    raise
-                finally:
-                    span.set_attribute("backbeat.messages_sent", messages)
-                    span.end()
-
-            return traced
-
-        return self._handlers.put(handler, wrap_handler(handler, wrap_unary, wrap_stream))
+        return traced
