@@ -27,7 +27,7 @@ from bench.load import EchoDriver, MeshDriver, PhaseResult, closed_loop, open_lo
 from bench.stats import cpu_seconds, peak_rss_bytes
 from bench.workload import TrackPicker, create_listeners
 from mesh.launcher import HTTP_SERVICES, TOPOLOGY, Mesh
-from services.setup import StatePaths
+from services.setup import StatePaths, copy_stores
 
 STREAM_CHUNK_BYTES = 64 * 1024
 
@@ -46,13 +46,7 @@ class BenchConfig:
 
 def prepare_state(source: StatePaths, target: Path, listeners: int) -> tuple[StatePaths, list[Any]]:
     """Copy the stores into `target` (renditions linked, not copied) and add generated listeners."""
-    target.mkdir(parents=True, exist_ok=True)
-    for name in ("catalog.db", "rights.db", "users.db"):
-        shutil.copy2(source.root / name, target / name)
-    (target / "recommendation").mkdir(exist_ok=True)
-    shutil.copy2(source.model, target / "recommendation" / "model.npz")
-    (target / "objects").symlink_to(source.objects.resolve(), target_is_directory=True)
-    state = StatePaths(target)
+    state = copy_stores(source, target)
     return state, create_listeners(state.users, listeners)
 
 

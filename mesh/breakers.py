@@ -104,7 +104,3 @@ class BreakerRegistry:
             )
             self._breakers[key] = breaker
         return breaker
-
-    def states(self) -> dict[str, str]:
-        """Return the current state of every breaker by name."""
-        return {str(breaker.name): breaker.current_state for breaker in self._breakers.values()}

@@ -7,6 +7,8 @@ serves it over HTTP for a Prometheus scraper.
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 REGISTRY = CollectorRegistry(auto_describe=True)
@@ -38,9 +40,26 @@ BREAKER_OPEN = Gauge(
 )
 
 
-def count_cache_lookup(cache: str, hit: bool) -> None:
-    """Count one lookup of `cache`."""
-    CACHE_LOOKUPS.labels(cache, "hit" if hit else "miss").inc()
+@dataclass
+class CacheCounter:
+    """Hits and misses of one named cache since start, also counted in the process metrics."""
+
+    name: str
+    hits: int = 0
+    misses: int = 0
+
+    def record(self, hit: bool) -> None:
+        """Count one lookup."""
+        if hit:
+            self.hits += 1
+        else:
+            self.misses += 1
+        CACHE_LOOKUPS.labels(self.name, "hit" if hit else "miss").inc()
+
+    @property
+    def hit_ratio(self) -> float:
+        total = self.hits + self.misses
+        return self.hits / total if total else 0.0
 
 
 def exposition() -> str:

@@ -9,6 +9,7 @@ same source is kept.
 from __future__ import annotations
 
 import logging
+import shutil
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -46,6 +47,22 @@ class StatePaths:
     @property
     def users(self) -> Path:
         return self.root / "users.db"
+
+
+def copy_stores(source: StatePaths, target: Path) -> StatePaths:
+    """Copy the stores of `source` into the new folder `target`, with a fresh ledger.
+
+    Renditions are linked, not copied. Tests and benchmarks run on such a copy, so
+    their writes stay their own.
+    """
+    target.mkdir(parents=True)
+    for store in (source.catalog, source.rights, source.users):
+        shutil.copy2(store, target / store.name)
+    copy = StatePaths(target)
+    copy.model.parent.mkdir()
+    shutil.copy2(source.model, copy.model)
+    copy.objects.symlink_to(source.objects.resolve(), target_is_directory=True)
+    return copy
 
 
 @dataclass(frozen=True)

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import json
 import os
-import shutil
 import signal
 import sqlite3
 import subprocess
@@ -34,7 +33,7 @@ from backbeat.gateway.v1 import gateway_service_pb2_grpc as gateway_grpc
 from mesh.faultctl import full_method
 from mesh.launcher import Mesh
 from services.licensing.rights import Rights
-from services.setup import StatePaths
+from services.setup import StatePaths, copy_stores
 
 pytestmark = pytest.mark.chaos
 
@@ -121,17 +120,6 @@ class ChaosMesh:
         return self.licensed["US"][40 + self.probes % 200]
 
 
-def copy_state(source: StatePaths, target: Path) -> StatePaths:
-    """Copy the stores (a fresh ledger, renditions linked) so the suite's writes stay its own."""
-    target.mkdir(parents=True)
-    for name in ("catalog.db", "rights.db", "users.db"):
-        shutil.copy2(source.root / name, target / name)
-    (target / "recommendation").mkdir()
-    shutil.copy2(source.model, target / "recommendation" / "model.npz")
-    (target / "objects").symlink_to(source.objects.resolve(), target_is_directory=True)
-    return StatePaths(target)
-
-
 def licensed_tracks(state: StatePaths, market: str, count: int) -> list[str]:
     rights = Rights(state.rights)
     try:
@@ -146,7 +134,7 @@ def licensed_tracks(state: StatePaths, market: str, count: int) -> list[str]:
 @pytest.fixture(scope="module")
 def chaos(state: StatePaths, data_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Iterator[ChaosMesh]:
     folder = tmp_path_factory.mktemp("chaos")
-    own_state = copy_state(state, folder / "state")
+    own_state = copy_stores(state, folder / "state")
     redis = RedisProcess(folder)
     redis.start()
     environment = {

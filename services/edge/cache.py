@@ -13,7 +13,7 @@ from dataclasses import dataclass
 
 from cachetools import TLRUCache
 
-from mesh.metrics import count_cache_lookup
+from mesh.metrics import CacheCounter
 
 POPULAR_TTL_S = 7 * 24 * 3600.0
 DEFAULT_TTL_S = 24 * 3600.0
@@ -28,19 +28,6 @@ class CachedChunk:
     ttl_s: float
 
 
-@dataclass
-class CacheStats:
-    """Hit and miss counts since start."""
-
-    hits: int = 0
-    misses: int = 0
-
-    @property
-    def hit_ratio(self) -> float:
-        total = self.hits + self.misses
-        return self.hits / total if total else 0.0
-
-
 class ChunkCache:
     """Chunks keyed by (object key, chunk index)."""
 
@@ -51,16 +38,12 @@ class ChunkCache:
             timer=clock,
             getsizeof=lambda chunk: len(chunk.data) or 1,
         )
-        self.stats = CacheStats()
+        self.stats = CacheCounter("edge_chunk")
 
     def get(self, object_key: str, index: int) -> CachedChunk | None:
         """Return a cached chunk and count a hit or a miss."""
         chunk = self._chunks.get((object_key, index))
-        count_cache_lookup("edge_chunk", hit=chunk is not None)
-        if chunk is None:
-            self.stats.misses += 1
-        else:
-            self.stats.hits += 1
+        self.stats.record(hit=chunk is not None)
         return chunk
 
     def put(self, object_key: str, index: int, data: bytes, total_size: int, popular: bool) -> None:

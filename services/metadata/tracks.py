@@ -10,12 +10,11 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
-from dataclasses import dataclass
 
 from backbeat.common.v1 import common_pb2
 from mesh.errors import InvalidArgument, NotFound
 from mesh.kv import KeyValueStore, StoreUnavailable
-from mesh.metrics import count_cache_lookup
+from mesh.metrics import CacheCounter
 from services.metadata.catalog import Catalog, TrackRecord
 
 logger = logging.getLogger(__name__)
@@ -66,27 +65,6 @@ def track_to_proto(record: TrackRecord) -> common_pb2.Track:
     )
 
 
-@dataclass
-class CacheCounters:
-    """Hits and misses of the track cache since start."""
-
-    hits: int = 0
-    misses: int = 0
-
-    def record(self, hit: bool) -> None:
-        """Count one lookup here and in the process metrics."""
-        if hit:
-            self.hits += 1
-        else:
-            self.misses += 1
-        count_cache_lookup(CACHE_NAME, hit)
-
-    @property
-    def hit_ratio(self) -> float:
-        total = self.hits + self.misses
-        return self.hits / total if total else 0.0
-
-
 class TrackLookup:
     """Finds tracks by id, cache first, then the catalog."""
 
@@ -94,7 +72,7 @@ class TrackLookup:
         self._catalog = catalog
         self._cache = cache
         self._ttl_s = ttl_s
-        self.counters = CacheCounters()
+        self.counters = CacheCounter(CACHE_NAME)
 
     async def _cached(self, track_id: str) -> common_pb2.Track | None:
         try:

@@ -75,10 +75,6 @@ class RegionalRecommendations:
         if tracks:
             self._defaults[(market, genre)] = list(tracks)
 
-    def has_defaults(self) -> bool:
-        """Return True once any genre default is loaded."""
-        return bool(self._defaults)
-
     def fallback(self, market: str, genre: str, exclude: str) -> list[common_pb2.Track]:
         """Return the regional list, else the genre default, without the track `exclude`."""
         tracks = self._recent.get((market, genre)) or self._defaults.get((market, genre)) or []
