@@ -1,4 +1,4 @@
-"""What each mesh feature costs: CPU per play at one open-loop rate, one feature set at a time.
+"""Cost of each mesh feature: CPU per play at one open-loop rate, one feature set at a time.
 
 Usage: python -m bench.features [--rate 50] [--duration 15] [--out bench-results/features]
 

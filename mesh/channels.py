@@ -11,7 +11,7 @@ import grpc
 
 logger = logging.getLogger(__name__)
 
-# Clients ping at most every 30 s; servers accept pings down to 20 s apart
+# Clients ping at most every 30 s and servers accept pings down to 20 s apart
 # (SERVER_OPTIONS in mesh.server), so keepalive never trips the server's
 # too-many-pings guard.
 CLIENT_OPTIONS: list[tuple[str, Any]] = [
@@ -20,8 +20,8 @@ CLIENT_OPTIONS: list[tuple[str, Any]] = [
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.max_pings_without_data", 0),
     ("grpc.max_receive_message_length", 8 * 1024 * 1024),
-    # A restarted service is back within seconds; reconnect attempts back off from 100 ms to 2 s
-    # instead of gRPC's default of 1 s to 120 s.
+    # A restarted service is back within seconds, so reconnect attempts back off from 100 ms
+    # to 2 s instead of gRPC's default of 1 s to 120 s.
     ("grpc.initial_reconnect_backoff_ms", 100),
     ("grpc.min_reconnect_backoff_ms", 100),
     ("grpc.max_reconnect_backoff_ms", 2_000),

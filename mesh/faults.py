@@ -19,7 +19,7 @@ ANY_METHOD = "*"
 
 @dataclass(frozen=True)
 class FaultRule:
-    """What to do to calls of one method."""
+    """Delay and error settings for calls of one method."""
 
     method: str
     latency_s: float = 0.0

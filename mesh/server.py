@@ -38,7 +38,7 @@ logger = logging.getLogger(__name__)
 
 SERVER_OPTIONS: list[tuple[str, Any]] = [
     # gRPC turns SO_REUSEPORT on by default, which lets a second mesh bind the same ports
-    # and silently share the traffic; a port in use must fail the start instead.
+    # and silently share the traffic. A port in use must fail the start instead.
     ("grpc.so_reuseport", 0),
     ("grpc.keepalive_permit_without_calls", 1),
     ("grpc.http2.min_ping_interval_without_data_ms", 20_000),

@@ -37,7 +37,7 @@ class Authenticator:
         """Return the caller's user context.
 
         Raises Unauthenticated for a bad token, ResourceExhausted over the rate limit, and
-        Unavailable when the user service cannot answer in time: a play is never let
+        Unavailable when the user service does not respond in time: a play is never let
         through unchecked.
         """
         token = bearer_token(metadata)

@@ -26,7 +26,7 @@ tracer = trace.get_tracer(__name__)
 
 @dataclass
 class PlayResult:
-    """What one play did, with its timings in seconds."""
+    """Outcome of one play, with its timings in seconds."""
 
     play: pb.PlayResponse
     trace_id: str

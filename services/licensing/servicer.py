@@ -21,7 +21,7 @@ REASONS = {
 
 
 class LicensingServicer(pb_grpc.LicensingServiceServicer):
-    """Answers rights checks and records playbacks."""
+    """Checks rights and records playbacks."""
 
     def __init__(self, rights: Rights, ledger: Ledger) -> None:
         self._rights = rights

@@ -2,7 +2,7 @@
 
 Cached values are serialized Track messages under
 "backbeat:metadata:track:<track_id>". When the cache store fails, lookups
-go to the catalog directly, so a cache outage costs speed, not answers.
+go to the catalog directly, so a cache outage costs speed, not results.
 """
 
 from __future__ import annotations

@@ -1,8 +1,8 @@
 """The recommendation model: catalog tracks as unit vectors of audio features and genres.
 
 Ingest builds the model from the catalog and saves it as one .npz file.
-Numeric features are z-scored (key and mode are left out: they say little
-about similarity on their own), the six playlist genres are one-hot and
+Numeric features are z-scored (key and mode are left out because on their
+own they tell little about similarity), the six playlist genres are one-hot and
 weighted by GENRE_WEIGHT, and each row is scaled to unit length so that a dot
 product is the cosine similarity.
 """

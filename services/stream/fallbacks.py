@@ -1,4 +1,4 @@
-"""What the stream service serves when a dependency fails.
+"""Fallbacks the stream service serves when a dependency fails.
 
 - StaleTracks: the last Track each id resolved to. When metadata is slow or
   down, a play of a track seen before goes on with that copy.
@@ -28,8 +28,8 @@ GENRES = ("edm", "latin", "pop", "r&b", "rap", "rock")
 class StaleTracks:
     """The last good Track per id, bounded to `max_tracks` entries.
 
-    Copies younger than `fresh_s` are also served without asking metadata at all, which
-    saves one or two calls per play; older copies are only served when metadata fails.
+    Copies younger than `fresh_s` are also served without calling metadata at all, which
+    saves one or two calls per play. Older copies are served only when metadata fails.
     """
 
     def __init__(

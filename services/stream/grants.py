@@ -22,7 +22,7 @@ REQUIRED_CLAIMS = ["exp", "iat", "sub", "pid", "trk", "obj", "kbps", "ct", "pop"
 
 @dataclass(frozen=True)
 class Grant:
-    """What a grant allows."""
+    """Permission carried by a grant: who may stream which rendition until when."""
 
     user_id: str
     playback_id: str
